@@ -1,0 +1,211 @@
+"""Settings shared by every environment.
+
+Values come from the environment through the helpers in ``settings.env`` so that a malformed
+value stops the process with a message naming the variable. Code reads these settings when it
+runs (``settings.X`` at call time), never at import, so ``override_settings`` works in tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from settings.env import env, envbool, envfloat, envint, envlist
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env("VAR_DIR", str(BASE_DIR / "var")))
+
+SECRET_KEY = env("SECRET_KEY", "insecure-development-key-never-use-in-production")
+DEBUG = envbool("DEBUG", False)
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "apps.calendars",
+    "apps.webhooks",
+    "apps.monitoring",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "calendar_sync.urls"
+WSGI_APPLICATION = "calendar_sync.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+STATIC_URL = "/static/"
+STATIC_ROOT = env("STATIC_ROOT", str(BASE_DIR / "staticfiles"))
+LOGIN_URL = "/admin/login/"
+
+# --- Secrets at rest -----------------------------------------------------------------------
+# Comma-separated Fernet keys; the first encrypts, all decrypt (rotation: prepend a new key,
+# re-save rows, then drop the old key).
+FIELD_ENCRYPTION_KEY = envlist("FIELD_ENCRYPTION_KEY", [])
+
+# --- Receivers -----------------------------------------------------------------------------
+WEBHOOK_BASE_URL = env("WEBHOOK_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+WEBHOOK_MAX_BODY_BYTES = envint("WEBHOOK_MAX_BODY_BYTES", 1_048_576, minimum=1024)
+WEBHOOK_RATE_LIMIT_ENABLED = envbool("WEBHOOK_RATE_LIMIT_ENABLED", True)
+# Limits what an abusive source can do (rejected requests per address, requests per unknown
+# channel). Valid notifications are never refused for rate.
+WEBHOOK_RATE_LIMIT_MAX_REQUESTS = envint("WEBHOOK_RATE_LIMIT_MAX_REQUESTS", 100, minimum=1)
+WEBHOOK_RATE_LIMIT_WINDOW_SECONDS = envint("WEBHOOK_RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1)
+
+# --- Feature flags and rollout -------------------------------------------------------------
+WEBHOOKS_ENABLED = envbool("WEBHOOKS_ENABLED", True)
+WEBHOOK_ROLLOUT_PERCENTAGE = envint("WEBHOOK_ROLLOUT_PERCENTAGE", 100, minimum=0, maximum=100)
+WEBHOOK_USER_ROLLOUT_PERCENTAGE = envint(
+    "WEBHOOK_USER_ROLLOUT_PERCENTAGE", 100, minimum=0, maximum=100
+)
+WEBHOOK_EARLY_ADOPTERS = [e.lower() for e in envlist("WEBHOOK_EARLY_ADOPTERS", [])]
+# How long a process may keep using its cached copy of the runtime kill switch.
+WEBHOOK_RUNTIME_FLAG_CACHE_SECONDS = envfloat("WEBHOOK_RUNTIME_FLAG_CACHE_SECONDS", 2.0)
+
+# --- Subscription lifecycle ----------------------------------------------------------------
+WEBHOOK_GOOGLE_CHANNEL_TTL_SECONDS = envint("WEBHOOK_GOOGLE_CHANNEL_TTL_SECONDS", 604_800)
+# Graph rejects more than 10,070 minutes for Outlook events; stay below with margin.
+WEBHOOK_GRAPH_SUBSCRIPTION_MINUTES = envint(
+    "WEBHOOK_GRAPH_SUBSCRIPTION_MINUTES", 10_000, minimum=45, maximum=10_000
+)
+WEBHOOK_RENEW_REMAINING_FRACTION = envfloat("WEBHOOK_RENEW_REMAINING_FRACTION", 1 / 3)
+WEBHOOK_RENEW_JITTER_FRACTION = envfloat("WEBHOOK_RENEW_JITTER_FRACTION", 0.1)
+WEBHOOK_MAX_SUBSCRIPTION_FAILURES = envint("WEBHOOK_MAX_SUBSCRIPTION_FAILURES", 10, minimum=1)
+WEBHOOK_REPAIR_BACKOFF_BASE_SECONDS = envint("WEBHOOK_REPAIR_BACKOFF_BASE_SECONDS", 60)
+WEBHOOK_REPAIR_BACKOFF_MAX_SECONDS = envint("WEBHOOK_REPAIR_BACKOFF_MAX_SECONDS", 6 * 3600)
+# An active subscription with no notification for this long is "silent": poll its calendar.
+WEBHOOK_SILENT_SUBSCRIPTION_SECONDS = envint("WEBHOOK_SILENT_SUBSCRIPTION_SECONDS", 24 * 3600)
+
+# --- Worker --------------------------------------------------------------------------------
+WORKER_BATCH_SIZE = envint("WORKER_BATCH_SIZE", 100, minimum=1)
+WORKER_MAX_ATTEMPTS = envint("WORKER_MAX_ATTEMPTS", 8, minimum=1)
+WORKER_RETRY_BASE_SECONDS = envfloat("WORKER_RETRY_BASE_SECONDS", 5.0)
+WORKER_RETRY_MAX_SECONDS = envfloat("WORKER_RETRY_MAX_SECONDS", 3600.0)
+# Longer than the slowest sync: a row left in `processing` past this is reclaimed.
+WORKER_VISIBILITY_TIMEOUT_SECONDS = envint("WORKER_VISIBILITY_TIMEOUT_SECONDS", 600, minimum=30)
+WORKER_IDLE_POLL_SECONDS = envfloat("WORKER_IDLE_POLL_SECONDS", 1.0)
+WORKER_HEARTBEAT_STALE_SECONDS = envint("WORKER_HEARTBEAT_STALE_SECONDS", 180)
+
+# --- Polling -------------------------------------------------------------------------------
+POLL_INTERVAL_SECONDS = envint("POLL_INTERVAL_SECONDS", 900, minimum=30)
+POLL_STALENESS_SECONDS = envint("POLL_STALENESS_SECONDS", 6 * 3600, minimum=60)
+POLL_JITTER_FRACTION = envfloat("POLL_JITTER_FRACTION", 0.25)
+# Graph calendarView delta needs a window; events outside it are not synced.
+SYNC_WINDOW_PAST_DAYS = envint("SYNC_WINDOW_PAST_DAYS", 365)
+SYNC_WINDOW_FUTURE_DAYS = envint("SYNC_WINDOW_FUTURE_DAYS", 730)
+
+# --- Providers -----------------------------------------------------------------------------
+GOOGLE_CLIENT_ID = env("GOOGLE_CLIENT_ID", "calendar-sync-dev")
+GOOGLE_CLIENT_SECRET = env("GOOGLE_CLIENT_SECRET", "")
+MS_CLIENT_ID = env("MS_CLIENT_ID", "calendar-sync-dev")
+MS_CLIENT_SECRET = env("MS_CLIENT_SECRET", "")
+MS_TENANT = env("MS_TENANT", "common")
+SANDBOX_URL = env("SANDBOX_URL", "http://127.0.0.1:8900").rstrip("/")
+GOOGLE_API_BASE_URL = env("GOOGLE_API_BASE_URL", "https://www.googleapis.com").rstrip("/")
+GOOGLE_OAUTH_BASE_URL = env("GOOGLE_OAUTH_BASE_URL", "https://accounts.google.com").rstrip("/")
+GOOGLE_TOKEN_URL = env("GOOGLE_TOKEN_URL", "https://oauth2.googleapis.com/token")
+MS_GRAPH_BASE_URL = env("MS_GRAPH_BASE_URL", "https://graph.microsoft.com").rstrip("/")
+MS_LOGIN_BASE_URL = env("MS_LOGIN_BASE_URL", "https://login.microsoftonline.com").rstrip("/")
+PROVIDER_CONNECT_TIMEOUT_SECONDS = envfloat("PROVIDER_CONNECT_TIMEOUT_SECONDS", 5.0)
+PROVIDER_READ_TIMEOUT_SECONDS = envfloat("PROVIDER_READ_TIMEOUT_SECONDS", 30.0)
+# Calls per hour the provider grants us; api_quota_usage_percentage is measured against it.
+PROVIDER_HOURLY_QUOTA = {
+    "google": envint("GOOGLE_HOURLY_QUOTA", 600_000),
+    "microsoft": envint("MS_HOURLY_QUOTA", 60_000),
+}
+
+# --- Monitoring and alerting ---------------------------------------------------------------
+WEBHOOK_ALERT_CHANNELS = envlist("WEBHOOK_ALERT_CHANNELS", [])  # email,slack,webhook,pagerduty
+WEBHOOK_ALERT_EMAIL_RECIPIENTS = envlist("WEBHOOK_ALERT_EMAIL_RECIPIENTS", [])
+SLACK_WEBHOOK_URL = env("SLACK_WEBHOOK_URL", "")
+EXTERNAL_ALERT_WEBHOOK_URL = env("EXTERNAL_ALERT_WEBHOOK_URL", "")
+PAGERDUTY_ROUTING_KEY = env("PAGERDUTY_ROUTING_KEY", "")
+PAGERDUTY_EVENTS_URL = env("PAGERDUTY_EVENTS_URL", "https://events.pagerduty.com/v2/enqueue")
+ALERT_REPEAT_INTERVAL_SECONDS = envint("ALERT_REPEAT_INTERVAL_SECONDS", 4 * 3600)
+ALERT_DELIVERY_MAX_ATTEMPTS = envint("ALERT_DELIVERY_MAX_ATTEMPTS", 3, minimum=1)
+METRICS_TOKEN = env("METRICS_TOKEN", "")
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "calendar-sync@localhost")
+
+HEALTH_CHECK_INTERVAL_SECONDS = envint("HEALTH_CHECK_INTERVAL_SECONDS", 300)
+HEALTH_DEGRADED_CHECK_INTERVAL_SECONDS = envint("HEALTH_DEGRADED_CHECK_INTERVAL_SECONDS", 120)
+# The status rules table; every threshold is a setting.
+HEALTH_THRESHOLDS = {
+    "subscription_health_healthy": envfloat("HEALTH_SUBSCRIPTION_HEALTHY_PCT", 95.0),
+    "subscription_health_critical": envfloat("HEALTH_SUBSCRIPTION_CRITICAL_PCT", 80.0),
+    "success_rate_healthy": envfloat("HEALTH_SUCCESS_HEALTHY_PCT", 95.0),
+    "success_rate_critical": envfloat("HEALTH_SUCCESS_CRITICAL_PCT", 90.0),
+    "old_pending_degraded": envint("HEALTH_OLD_PENDING_DEGRADED", 5),
+    "old_pending_critical": envint("HEALTH_OLD_PENDING_CRITICAL", 20),
+    "old_pending_age_seconds": envint("HEALTH_OLD_PENDING_AGE_SECONDS", 300),
+    "failed_subscriptions_degraded": envint("HEALTH_FAILED_SUBS_DEGRADED", 5),
+    "failed_subscriptions_critical": envint("HEALTH_FAILED_SUBS_CRITICAL", 10),
+    "expiring_soon_seconds": envint("HEALTH_EXPIRING_SOON_SECONDS", 24 * 3600),
+    "disk_free_min_fraction": envfloat("HEALTH_DISK_FREE_MIN_FRACTION", 0.05),
+    "memory_available_min_fraction": envfloat("HEALTH_MEMORY_AVAILABLE_MIN_FRACTION", 0.05),
+}
+
+# --- Retention -----------------------------------------------------------------------------
+CLEANUP_KEEP_FAILED_DAYS = envint("CLEANUP_KEEP_FAILED_DAYS", 90)
+CLEANUP_BATCH_SIZE = envint("CLEANUP_BATCH_SIZE", 5000, minimum=100)
+
+# --- Logging -------------------------------------------------------------------------------
+LOG_DIR = env("LOG_DIR", str(VAR_DIR / "log"))
+LOG_FORMAT = env("LOG_FORMAT", "text")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "calendar_sync.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
+    },
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+    },
+}
+
+
+def apply_deployment_phase(namespace: dict) -> None:
+    """Overlay ``PHASE_N_SETTINGS`` when ``WEBHOOK_DEPLOYMENT_PHASE=N`` is set."""
+    phase = envint("WEBHOOK_DEPLOYMENT_PHASE", 0, minimum=0, maximum=5)
+    if phase:
+        from settings import deployment_phases
+
+        namespace.update(deployment_phases.phase_settings(phase))
+        namespace["WEBHOOK_DEPLOYMENT_PHASE"] = phase
+
+
+WEBHOOK_DEPLOYMENT_PHASE = 0
+apply_deployment_phase(globals())

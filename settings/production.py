@@ -1,0 +1,87 @@
+"""Production: everything from the environment; refuses to start without its secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from settings.base import *  # noqa: F403
+from settings.base import LOG_DIR, LOGGING, apply_deployment_phase
+from settings.env import database_from_url, env, envbool, envint, envlist, require
+
+SECRET_KEY = require("SECRET_KEY")
+FIELD_ENCRYPTION_KEY = envlist("FIELD_ENCRYPTION_KEY", [])
+if not FIELD_ENCRYPTION_KEY:
+    require("FIELD_ENCRYPTION_KEY")
+DEBUG = False
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["*"])
+
+if env("DATABASE_URL"):
+    DATABASES = {"default": database_from_url(env("DATABASE_URL"), conn_max_age=600)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": env("DB_NAME", "calendar_sync"),
+            "USER": env("DB_USER", "calendar_sync"),
+            "PASSWORD": env("DB_PASSWORD", ""),
+            "HOST": env("DB_HOST", "localhost"),
+            "PORT": env("DB_PORT", "5432"),
+            "CONN_MAX_AGE": 600,
+            "OPTIONS": {},
+        }
+    }
+DATABASES["default"]["OPTIONS"].setdefault("sslmode", env("DB_SSLMODE", "prefer"))
+DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": env("REDIS_URL", "redis://localhost:6379/0"),
+        "KEY_PREFIX": "calendar_sync",
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
+    }
+}
+
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", True)
+# The health check is probed over plain HTTP inside the container network.
+SECURE_REDIRECT_EXEMPT = [r"^webhooks/health/$", r"^metrics$"]
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+# Preloading is a one-way commitment for the whole domain: an operator's choice, not ours.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+X_FRAME_OPTIONS = "DENY"
+USE_X_FORWARDED_HOST = envbool("USE_X_FORWARDED_HOST", False)
+
+EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+
+Path(LOG_DIR).mkdir(parents=True, exist_ok=True)
+_rotating = {
+    "class": "logging.handlers.RotatingFileHandler",
+    "maxBytes": 10 * 1024 * 1024,
+    "backupCount": 5,
+    "formatter": LOGGING["handlers"]["console"]["formatter"],
+}
+LOGGING["handlers"]["webhooks_file"] = {**_rotating, "filename": f"{LOG_DIR}/webhooks.log"}
+LOGGING["handlers"]["webhook_errors_file"] = {
+    **_rotating,
+    "filename": f"{LOG_DIR}/webhook_errors.log",
+    "level": "ERROR",
+}
+LOGGING["loggers"]["apps"] = {
+    "handlers": ["console", "webhooks_file", "webhook_errors_file"],
+    "level": env("LOG_LEVEL", "INFO"),
+    "propagate": False,
+}
+
+apply_deployment_phase(globals())
