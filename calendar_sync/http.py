@@ -19,6 +19,8 @@ from django.apps import apps
 from django.conf import settings
 from django.db import DatabaseError
 
+from calendar_sync import metrics
+
 log = logging.getLogger(__name__)
 _local = threading.local()
 
@@ -52,6 +54,8 @@ def default_error_kind(status: int | None) -> str:
 def record_call(provider: str, operation: str, status: int | None, duration_ms: int,
                 error_kind: str, account_id: int | None = None) -> None:
     """Store one call record; a failure to record never fails the call itself."""
+    metrics.PROVIDER_CALLS.labels(provider, operation, error_kind).inc()
+    metrics.PROVIDER_CALL_SECONDS.labels(provider).observe(duration_ms / 1000)
     model = apps.get_model("monitoring", "ProviderApiCall")
     try:
         model.objects.create(
