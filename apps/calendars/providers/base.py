@@ -23,6 +23,8 @@ class RemoteCalendar:
     name: str
     timezone: str = ""
     primary: bool = False
+    # The mailbox that owns it, when the provider says (identifies the account on connect).
+    owner_email: str = ""
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
 
 class ProviderError(Exception):
     """Base class. ``status_code`` is the HTTP status when there was a response."""
@@ -57,3 +60,22 @@ class BadEvent(ProviderError):
     """One event from the provider cannot be parsed; it is recorded and skipped."""
 
     kind = "bad_event"
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), or None
+    when absent or unreadable (the caller then computes its own backoff)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

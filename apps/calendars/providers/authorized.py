@@ -1,0 +1,161 @@
+"""What both provider clients share: access tokens kept fresh, one authorized request path
+with a single refresh-and-retry on 401, and network failures mapped to ``Transient``.
+
+Token refresh happens under a row lock on the account so that two workers never spend the same
+Microsoft refresh token (it rotates on every use; the loser would see ``invalid_grant`` and
+wrongly mark a healthy account ``reauth_required``). The lock is held for one token call.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from apps.calendars.models import CalendarAccount
+from apps.calendars.providers import oauth
+from apps.calendars.providers.base import ProviderClient
+from apps.calendars.providers.errors import AuthRevoked, ProviderError, Transient
+from calendar_sync import http
+
+_TOKEN_FIELDS = ("access_token", "refresh_token", "token_expires_at")
+
+
+class AuthorizedClient(ProviderClient):
+    label = ""  # "Google" / "Microsoft", for messages
+
+    # --- provider specifics -------------------------------------------------------------------
+    @abstractmethod
+    def error_for(self, response: requests.Response, operation: str) -> ProviderError | None:
+        """The typed error for a response (None for a success). Never includes a secret."""
+
+    # --- tokens -------------------------------------------------------------------------------
+    def ensure_access_token(self) -> str:
+        """A usable access token, refreshed first when missing or within the margin."""
+        self._check_usable()
+        if _is_fresh(self.account.access_token, self.account.token_expires_at):
+            return self.account.access_token
+        return self._refresh(stale=self.account.access_token)
+
+    def refresh_access_token(self) -> None:
+        self._check_usable()
+        self._refresh(stale=self.account.access_token)
+
+    def _check_usable(self) -> None:
+        status = self.account.status
+        if status != CalendarAccount.Status.ACTIVE:
+            # "Stops touching it until it is reconnected": no network call at all.
+            raise AuthRevoked(f"{self.label} account {self.account.pk} is {status}; "
+                              "reconnect it first")
+
+    def _refresh(self, stale: str) -> str:
+        if self.account.pk is None:  # being connected: nothing saved yet, nothing to lock
+            grant = self._grant(self.account.refresh_token)
+            _apply_grant(self.account, grant)
+            return self.account.access_token
+        error: ProviderError | None = None
+        with transaction.atomic():
+            row = CalendarAccount.objects.select_for_update().get(pk=self.account.pk)
+            if row.status != CalendarAccount.Status.ACTIVE:
+                error = AuthRevoked(f"{self.label} account {row.pk} is {row.status}")
+            elif row.access_token != stale and _is_fresh(row.access_token, row.token_expires_at):
+                pass  # another process refreshed it meanwhile: use theirs
+            else:
+                try:
+                    grant = self._grant(row.refresh_token)
+                except ProviderError as exc:  # raised after the block so the call row stays
+                    error = exc
+                else:
+                    _apply_grant(row, grant)
+                    row.save(update_fields=[*_TOKEN_FIELDS, "updated_at"])
+        for name in (*_TOKEN_FIELDS, "status"):
+            setattr(self.account, name, getattr(row, name))
+        if error is not None:
+            if isinstance(error, AuthRevoked) and row.status == CalendarAccount.Status.ACTIVE:
+                self._revoke("refresh token rejected by the provider (invalid_grant)")
+            raise error
+        return self.account.access_token
+
+    def _grant(self, refresh_token: str) -> oauth.TokenGrant:
+        return oauth.refresh_grant(self.provider, refresh_token, account_id=self.account.pk)
+
+    def _revoke(self, reason: str) -> None:
+        from apps.calendars.services.accounts import mark_reauth_required
+
+        mark_reauth_required(self.account, reason)
+
+    # --- requests -----------------------------------------------------------------------------
+    def send(self, method: str, url: str, operation: str, **kwargs: Any) -> requests.Response:
+        """One authorized call: a 2xx response, or the typed error. On 401 the token is
+        refreshed once and the call repeated; a second 401 means access was revoked."""
+        token = self.ensure_access_token()
+        response = self._attempt(method, url, operation, token, False, **kwargs)
+        if response.status_code == 401:
+            token = self._refresh(stale=token)
+            response = self._attempt(method, url, operation, token, True, **kwargs)
+            if response.status_code == 401:
+                self._revoke(f"{self.label} rejected a freshly refreshed access token (401)")
+                raise AuthRevoked(f"{self.label} {operation} answered 401 with a fresh token",
+                                  status_code=401)
+        error = self.error_for(response, operation)
+        if error is not None:
+            raise error
+        return response
+
+    def send_json(self, method: str, url: str, operation: str, **kwargs: Any) -> dict[str, Any]:
+        response = self.send(method, url, operation, **kwargs)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise Transient(f"{self.label} {operation} answered {response.status_code} "
+                            "without a JSON object", status_code=response.status_code)
+        return body
+
+    def _attempt(self, method: str, url: str, operation: str, token: str, final: bool,
+                 **kwargs: Any) -> requests.Response:
+        headers = {**kwargs.pop("headers", {}), "Authorization": f"Bearer {token}",
+                   "Accept": "application/json"}
+        try:
+            return http.request(method, url, provider=self.provider, operation=operation,
+                                account_id=self.account.pk, headers=headers,
+                                classify=self._classifier(operation, final), **kwargs)
+        except requests.RequestException as exc:
+            # The exception text holds the URL (delta links carry cursors): keep the type only.
+            raise Transient(f"{self.label} {operation} failed: {type(exc).__name__}") from None
+
+    def _classifier(self, operation: str, final: bool) -> Callable[[requests.Response], str]:
+        def classify(response: requests.Response) -> str:
+            if response.status_code == 401:
+                return "auth_revoked" if final else "auth"
+            error = self.error_for(response, operation)
+            return error.kind if error else ""
+
+        return classify
+
+
+def _is_fresh(token: str, expires_at: datetime | None) -> bool:
+    if not token or expires_at is None:
+        return False
+    margin = timedelta(seconds=settings.PROVIDER_TOKEN_REFRESH_MARGIN_SECONDS)
+    return expires_at - margin > timezone.now()
+
+
+def _apply_grant(account: CalendarAccount, grant: oauth.TokenGrant) -> None:
+    account.access_token = grant.access_token
+    account.token_expires_at = grant.expires_at
+    if grant.refresh_token:  # Microsoft rotation: the old one is spent from now on
+        account.refresh_token = grant.refresh_token
+
+
+def short(text: Any, limit: int = 200) -> str:
+    """A provider message trimmed for our own error messages."""
+    value = " ".join(str(text or "").split())
+    return value if len(value) <= limit else value[: limit - 1] + "…"

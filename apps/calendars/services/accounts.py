@@ -1,0 +1,203 @@
+"""Connecting calendar accounts and keeping their calendar lists and tokens in order.
+
+Used by the OAuth callback view, the ``connect_account`` and ``seed_demo`` commands, and by the
+provider clients (``mark_reauth_required`` on ``invalid_grant``).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
+
+import requests
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from apps.calendars.models import Calendar, CalendarAccount, Provider
+from apps.calendars.providers import get_client, oauth
+from apps.calendars.providers.base import RemoteCalendar
+from apps.calendars.providers.errors import ClientError
+from calendar_sync import http
+
+if TYPE_CHECKING:
+    from apps.calendars.providers.authorized import AuthorizedClient
+
+log = logging.getLogger(__name__)
+
+# Written to Calendar.last_sync_error when the provider stops listing a calendar; a calendar
+# disabled for this reason (and only this one) is enabled again when it comes back.
+CALENDAR_GONE = "The provider no longer lists this calendar."
+
+DEMO_USERNAME = "demo"
+DEMO_ACCOUNTS: tuple[tuple[str, str, list[str]], ...] = (
+    ("google", "demo.google@example.com", ["Work", "Family"]),
+    ("google", "demo.team@example.com", ["Team"]),
+    ("microsoft", "demo.outlook@example.com", ["Calendar", "Projects"]),
+)
+
+
+class AccountConflict(Exception):
+    """The mailbox is already connected by another user (provider+email is unique)."""
+
+
+class SandboxUnavailable(Exception):
+    """``seed_demo`` could not reach the provider sandbox or it refused the request."""
+
+
+def connect_account(user: Any, provider: str, email: str, refresh_token: str, *,
+                    access_token: str = "", token_expires_at: datetime | None = None,
+                    remote_calendars: list[RemoteCalendar] | None = None) -> CalendarAccount:
+    """Create or update the account with these tokens, make it ``active`` (reconnecting a
+    ``reauth_required`` one) and mirror its calendar list.
+
+    Without an access token the refresh token is spent first, so a bad one fails here
+    (``AuthRevoked``) before any row is written; Microsoft's rotated token is the one saved."""
+    if provider not in Provider.values:
+        raise ValueError(f"unknown provider {provider!r}")
+    email = email.strip()
+    _check_owner(user, provider, email)  # before spending (rotating) the refresh token
+    if not access_token:
+        grant = oauth.refresh_grant(provider, refresh_token)
+        access_token, token_expires_at = grant.access_token, grant.expires_at
+        refresh_token = grant.refresh_token or refresh_token
+    with transaction.atomic():
+        account = (CalendarAccount.objects.select_for_update()
+                   .filter(provider=provider, email__iexact=email).first())
+        _check_owner(user, provider, email, account)
+        if account is None:
+            account = CalendarAccount(user=user, provider=provider, email=email)
+        account.access_token = access_token
+        account.refresh_token = refresh_token
+        account.token_expires_at = token_expires_at
+        account.status = CalendarAccount.Status.ACTIVE
+        account.last_error = ""
+        account.save()
+    sync_calendar_list(account, remote=remote_calendars)
+    log.info("connected %s account %s", provider, account.pk)
+    return account
+
+
+def _check_owner(user: Any, provider: str, email: str,
+                 account: CalendarAccount | None = None) -> None:
+    if account is None:
+        account = CalendarAccount.objects.filter(provider=provider, email__iexact=email).first()
+    if account is not None and account.user_id != user.pk:
+        raise AccountConflict(f"{provider}:{email} is connected by another user")
+
+
+def complete_authorization(user: Any, provider: str, code: str, code_verifier: str,
+                           redirect_uri: str) -> CalendarAccount:
+    """The OAuth callback's work: redeem the code, find out which mailbox it is, connect it."""
+    grant = oauth.exchange_code(provider, code, redirect_uri, code_verifier)
+    # An unsaved account lets the client list calendars before we know the email.
+    probe = CalendarAccount(user=user, provider=provider, access_token=grant.access_token,
+                            refresh_token=grant.refresh_token,
+                            token_expires_at=grant.expires_at)
+    remote = get_client(probe).list_calendars()
+    email = grant.email or next((c.owner_email for c in remote if c.primary and c.owner_email),
+                                "")
+    if not email:
+        raise ClientError(f"could not tell which {provider} mailbox was connected")
+    refresh_token = probe.refresh_token
+    if not refresh_token:  # Google omits it when consent was not shown again
+        existing = CalendarAccount.objects.filter(provider=provider, email__iexact=email,
+                                                  user=user).first()
+        refresh_token = existing.refresh_token if existing else ""
+    if not refresh_token:
+        raise ClientError(f"{provider} returned no refresh token; remove the app's access "
+                          "in the account settings and connect again")
+    return connect_account(user, provider, email, refresh_token,
+                           access_token=probe.access_token,
+                           token_expires_at=probe.token_expires_at, remote_calendars=remote)
+
+
+def sync_calendar_list(account: CalendarAccount,
+                       remote: list[RemoteCalendar] | None = None) -> list[Calendar]:
+    """Create/rename Calendar rows for the provider's list; calendars no longer listed stop
+    syncing (kept, with their events, in case they come back). Returns the listed ones."""
+    if remote is None:
+        remote = get_client(account).list_calendars()
+    listed: list[Calendar] = []
+    for item in remote:
+        name = item.name[:255]
+        calendar, created = Calendar.objects.get_or_create(
+            calendar_account=account, provider_calendar_id=item.id, defaults={"name": name})
+        changed = []
+        if not created and calendar.name != name:
+            calendar.name = name
+            changed.append("name")
+        if not calendar.sync_enabled and calendar.last_sync_error == CALENDAR_GONE:
+            calendar.sync_enabled, calendar.last_sync_error = True, ""
+            changed += ["sync_enabled", "last_sync_error"]
+        if changed:
+            calendar.save(update_fields=changed)
+        listed.append(calendar)
+    (account.calendars.exclude(pk__in=[c.pk for c in listed]).filter(sync_enabled=True)
+     .update(sync_enabled=False, last_sync_error=CALENDAR_GONE))
+    return listed
+
+
+def mark_reauth_required(account: CalendarAccount, reason: str) -> bool:
+    """Stop using an account until the user reconnects it: status ``reauth_required``, the
+    reason in ``last_error`` (never a secret), the dead tokens dropped. A ``disabled`` account
+    stays disabled. Returns whether the account changed."""
+    reason = reason[:500]
+    changes = {"status": CalendarAccount.Status.REAUTH_REQUIRED, "last_error": reason,
+               "access_token": "", "refresh_token": "", "token_expires_at": None}
+    if account.status == CalendarAccount.Status.DISABLED:
+        return False
+    updated = 1
+    if account.pk is not None:
+        updated = (CalendarAccount.objects.filter(pk=account.pk)
+                   .exclude(status=CalendarAccount.Status.DISABLED)
+                   .update(updated_at=timezone.now(), **changes))
+    if updated:
+        for name, value in changes.items():
+            setattr(account, name, value)
+        log.warning("%s account %s needs re-authorization: %s", account.provider, account.pk,
+                    reason)
+    return bool(updated)
+
+
+def get_valid_access_token(account: CalendarAccount) -> str:
+    """A usable access token for the account, refreshed (and saved) when needed."""
+    return cast("AuthorizedClient", get_client(account)).ensure_access_token()
+
+
+def seed_demo_accounts(sandbox_url: str) -> list[CalendarAccount]:
+    """Create the demo accounts in the running sandbox and connect them under the ``demo``
+    user. Running it again reconnects the same accounts and calendars."""
+    user, created = get_user_model().objects.get_or_create(
+        username=DEMO_USERNAME, defaults={"email": "demo@example.com"})
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    connected = []
+    for provider, email, calendars in DEMO_ACCOUNTS:
+        body = _sandbox_account(sandbox_url, provider, email, calendars)
+        connected.append(connect_account(user, provider, email, str(body["refresh_token"])))
+    return connected
+
+
+def _sandbox_account(sandbox_url: str, provider: str, email: str,
+                     calendars: list[str]) -> dict[str, Any]:
+    url = f"{sandbox_url.rstrip('/')}/_sandbox/accounts"
+    hint = "start it with `python -m sandbox --port 8900` or set SANDBOX_URL"
+    try:
+        # The sandbox admin API is not a provider call: not recorded as one.
+        response = http.post_json(url, {"provider": provider, "email": email,
+                                        "calendars": calendars}, timeout=5.0)
+    except requests.RequestException as exc:
+        raise SandboxUnavailable(f"the sandbox at {sandbox_url} is not reachable "
+                                 f"({type(exc).__name__}); {hint}") from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code not in (200, 201) or not isinstance(body, dict) \
+            or not body.get("refresh_token"):
+        raise SandboxUnavailable(f"the sandbox at {sandbox_url} refused to create {email} "
+                                 f"(HTTP {response.status_code}); is it the provider sandbox?")
+    return body
