@@ -80,6 +80,9 @@ WEBHOOK_RATE_LIMIT_ENABLED = envbool("WEBHOOK_RATE_LIMIT_ENABLED", True)
 # channel). Valid notifications are never refused for rate.
 WEBHOOK_RATE_LIMIT_MAX_REQUESTS = envint("WEBHOOK_RATE_LIMIT_MAX_REQUESTS", 100, minimum=1)
 WEBHOOK_RATE_LIMIT_WINDOW_SECONDS = envint("WEBHOOK_RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1)
+# Peers whose X-Forwarded-For is believed when rate limiting per client address (the reverse
+# proxy in front of gunicorn). Anyone else's X-Forwarded-For is ignored.
+WEBHOOK_TRUSTED_PROXIES = envlist("WEBHOOK_TRUSTED_PROXIES", ["127.0.0.1", "::1"])
 
 # --- Feature flags and rollout -------------------------------------------------------------
 WEBHOOKS_ENABLED = envbool("WEBHOOKS_ENABLED", True)
@@ -104,6 +107,8 @@ WEBHOOK_REPAIR_BACKOFF_BASE_SECONDS = envint("WEBHOOK_REPAIR_BACKOFF_BASE_SECOND
 WEBHOOK_REPAIR_BACKOFF_MAX_SECONDS = envint("WEBHOOK_REPAIR_BACKOFF_MAX_SECONDS", 6 * 3600)
 # An active subscription with no notification for this long is "silent": poll its calendar.
 WEBHOOK_SILENT_SUBSCRIPTION_SECONDS = envint("WEBHOOK_SILENT_SUBSCRIPTION_SECONDS", 24 * 3600)
+# A subscription still `pending` after this long was left by a crashed process: recreate it.
+WEBHOOK_PENDING_STALE_SECONDS = envint("WEBHOOK_PENDING_STALE_SECONDS", 600, minimum=60)
 
 # --- Worker --------------------------------------------------------------------------------
 WORKER_BATCH_SIZE = envint("WORKER_BATCH_SIZE", 100, minimum=1)
@@ -111,8 +116,19 @@ WORKER_MAX_ATTEMPTS = envint("WORKER_MAX_ATTEMPTS", 8, minimum=1)
 WORKER_RETRY_BASE_SECONDS = envfloat("WORKER_RETRY_BASE_SECONDS", 5.0)
 WORKER_RETRY_MAX_SECONDS = envfloat("WORKER_RETRY_MAX_SECONDS", 3600.0)
 # Longer than the slowest sync: a row left in `processing` past this is reclaimed.
-WORKER_VISIBILITY_TIMEOUT_SECONDS = envint("WORKER_VISIBILITY_TIMEOUT_SECONDS", 600, minimum=30)
+# (minimum 5 so that crash tests can reclaim quickly; production keeps minutes.)
+WORKER_VISIBILITY_TIMEOUT_SECONDS = envint("WORKER_VISIBILITY_TIMEOUT_SECONDS", 600, minimum=5)
 WORKER_IDLE_POLL_SECONDS = envfloat("WORKER_IDLE_POLL_SECONDS", 1.0)
+# Coalescing (apps/webhooks/services/coalescing.py): a quiet calendar is synced on its first
+# notification; a calendar is never synced twice within WORKER_COALESCE_SECONDS; a burst still
+# arriving is awaited until quiet for WORKER_BURST_QUIET_SECONDS, at most
+# WORKER_BURST_MAX_WAIT_SECONDS after its oldest notification.
+WORKER_COALESCE_SECONDS = envfloat("WORKER_COALESCE_SECONDS", 1.0)
+WORKER_BURST_QUIET_SECONDS = envfloat("WORKER_BURST_QUIET_SECONDS", 0.3)
+WORKER_BURST_MAX_WAIT_SECONDS = envfloat("WORKER_BURST_MAX_WAIT_SECONDS", 3.0)
+# Calendars one worker syncs at the same time (provider calls are network-bound; Graph allows
+# 4 concurrent requests per mailbox). SQLite always uses 1.
+WORKER_CONCURRENCY = envint("WORKER_CONCURRENCY", 4, minimum=1, maximum=32)
 WORKER_HEARTBEAT_STALE_SECONDS = envint("WORKER_HEARTBEAT_STALE_SECONDS", 180)
 
 # --- Polling -------------------------------------------------------------------------------
@@ -122,6 +138,14 @@ POLL_JITTER_FRACTION = envfloat("POLL_JITTER_FRACTION", 0.25)
 # Graph calendarView delta needs a window; events outside it are not synced.
 SYNC_WINDOW_PAST_DAYS = envint("SYNC_WINDOW_PAST_DAYS", 365)
 SYNC_WINDOW_FUTURE_DAYS = envint("SYNC_WINDOW_FUTURE_DAYS", 730)
+# Sync engine: per-account backoff after throttling / 5xx when the provider gives no
+# Retry-After, and how soon a request for a calendar that is already syncing is retried.
+SYNC_BACKOFF_BASE_SECONDS = envfloat("SYNC_BACKOFF_BASE_SECONDS", 2.0)
+SYNC_BACKOFF_MAX_SECONDS = envfloat("SYNC_BACKOFF_MAX_SECONDS", 900.0)
+SYNC_BUSY_RETRY_SECONDS = envfloat("SYNC_BUSY_RETRY_SECONDS", 1.0)
+# `poll_calendars` without --once runs a pass this often (each calendar is still polled only
+# when its jittered next_sync_at is due).
+POLL_PASS_SECONDS = envint("POLL_PASS_SECONDS", 60, minimum=1)
 
 # --- Providers -----------------------------------------------------------------------------
 GOOGLE_CLIENT_ID = env("GOOGLE_CLIENT_ID", "calendar-sync-dev")
@@ -142,6 +166,23 @@ PROVIDER_HOURLY_QUOTA = {
     "google": envint("GOOGLE_HOURLY_QUOTA", 600_000),
     "microsoft": envint("MS_HOURLY_QUOTA", 60_000),
 }
+# Provider clients and OAuth connect (apps/calendars/providers). Page sizes are settings so
+# tests can force many small pages.
+GOOGLE_EVENTS_PAGE_SIZE = envint("GOOGLE_EVENTS_PAGE_SIZE", 250, minimum=1, maximum=2500)
+MS_DELTA_PAGE_SIZE = envint("MS_DELTA_PAGE_SIZE", 100, minimum=1, maximum=1000)
+# An access token this close to expiry is refreshed before use.
+PROVIDER_TOKEN_REFRESH_MARGIN_SECONDS = envint("PROVIDER_TOKEN_REFRESH_MARGIN_SECONDS", 60)
+GOOGLE_OAUTH_SCOPES = envlist(
+    "GOOGLE_OAUTH_SCOPES",
+    ["openid", "email", "https://www.googleapis.com/auth/calendar.readonly"],
+)
+# offline_access is what makes Microsoft return a refresh token.
+MS_OAUTH_SCOPES = envlist(
+    "MS_OAUTH_SCOPES", ["openid", "email", "offline_access", "User.Read", "Calendars.Read"]
+)
+# Public origin for the OAuth redirect_uri (e.g. https://cal.example.com) when the request's
+# own host/scheme behind a proxy is not what the provider has registered; empty: from request.
+OAUTH_REDIRECT_BASE_URL = env("OAUTH_REDIRECT_BASE_URL", "").rstrip("/")
 
 # --- Monitoring and alerting ---------------------------------------------------------------
 WEBHOOK_ALERT_CHANNELS = envlist("WEBHOOK_ALERT_CHANNELS", [])  # email,slack,webhook,pagerduty
@@ -171,7 +212,17 @@ HEALTH_THRESHOLDS = {
     "expiring_soon_seconds": envint("HEALTH_EXPIRING_SOON_SECONDS", 24 * 3600),
     "disk_free_min_fraction": envfloat("HEALTH_DISK_FREE_MIN_FRACTION", 0.05),
     "memory_available_min_fraction": envfloat("HEALTH_MEMORY_AVAILABLE_MIN_FRACTION", 0.05),
+    # Monitoring (issue 7): the success rate is measured over this recent window so that a
+    # collapse shows within minutes; with fewer finished notifications than the minimum in it,
+    # the whole day is used instead (one failure on a quiet night is not a collapse).
+    "success_rate_window_seconds": envint("HEALTH_SUCCESS_RATE_WINDOW_SECONDS", 600, minimum=60),
+    "success_rate_min_sample": envint("HEALTH_SUCCESS_RATE_MIN_SAMPLE", 10, minimum=1),
+    # A warning (not a status change) when this share of last hour's provider calls failed.
+    "api_error_rate_warning": envfloat("HEALTH_API_ERROR_RATE_WARNING_PCT", 25.0),
+    "api_error_min_calls": envint("HEALTH_API_ERROR_MIN_CALLS", 20, minimum=1),
 }
+# Pause before retrying a transient alert delivery failure: base × 2^(attempt-1).
+ALERT_DELIVERY_RETRY_BASE_SECONDS = envfloat("ALERT_DELIVERY_RETRY_BASE_SECONDS", 1.0)
 
 # --- Retention -----------------------------------------------------------------------------
 CLEANUP_KEEP_FAILED_DAYS = envint("CLEANUP_KEEP_FAILED_DAYS", 90)

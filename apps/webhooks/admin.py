@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from apps.webhooks.admin_switch import KillSwitchAdminMixin
 from apps.webhooks.models import (
     OrphanChannel,
     RuntimeSetting,
@@ -47,7 +48,8 @@ class WebhookCounterAdmin(admin.ModelAdmin):
 
 
 @admin.register(RuntimeSetting)
-class RuntimeSettingAdmin(admin.ModelAdmin):
+class RuntimeSettingAdmin(KillSwitchAdminMixin, admin.ModelAdmin):
+    # The kill switch has its own page (on/off buttons) linked from this list.
     list_display = ("key", "value", "updated_at", "updated_by")
     search_fields = ("key",)
 

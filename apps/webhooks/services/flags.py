@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -51,10 +53,20 @@ def runtime_override() -> bool | None:
     except DatabaseError:
         # Keep the last known value rather than flapping while the database is away.
         return _cached[1]
-    value = None if stored is None else bool(stored.get("enabled"))
+    value = _parse_switch(stored)
     with _cache_lock:
         _cached = (now, value)
     return value
+
+
+def _parse_switch(stored: object) -> bool | None:
+    """``{"enabled": bool}`` as written by the command and the admin; a bare boolean (an
+    operator editing the row by hand) is accepted too."""
+    if stored is None:
+        return None
+    if isinstance(stored, dict):
+        return bool(stored.get("enabled"))
+    return bool(stored)
 
 
 def webhooks_enabled() -> bool:
@@ -83,8 +95,13 @@ def forget_cached_switch() -> None:
         _cached = (0.0, None)
 
 
+def _early_adopter(email: str) -> bool:
+    # Lower-cased here too: override_settings in tests and phases may pass mixed case.
+    return email.lower() in {e.lower() for e in settings.WEBHOOK_EARLY_ADOPTERS}
+
+
 def user_in_rollout(email: str, user_id: int) -> bool:
-    if email.lower() in settings.WEBHOOK_EARLY_ADOPTERS:
+    if _early_adopter(email):
         return True
     return bucket("user", user_id) < settings.WEBHOOK_USER_ROLLOUT_PERCENTAGE
 
@@ -96,7 +113,7 @@ def calendar_in_rollout(calendar: Calendar) -> bool:
     must be under their percentages, so either percentage can stage the rollout.
     """
     account = calendar.calendar_account
-    if account.email.lower() in settings.WEBHOOK_EARLY_ADOPTERS:
+    if _early_adopter(account.email):
         return True
     return (
         bucket("user", account.user_id) < settings.WEBHOOK_USER_ROLLOUT_PERCENTAGE
@@ -104,11 +121,41 @@ def calendar_in_rollout(calendar: Calendar) -> bool:
     )
 
 
+def push_unwanted_reason(calendar: Calendar, enabled: bool | None = None) -> str:
+    """Why this calendar must not be on push ('' when it should be). ``enabled`` lets a
+    maintenance run read the kill switch once for all calendars."""
+    if not calendar.sync_enabled:
+        return "sync disabled"
+    if calendar.calendar_account.status != "active":
+        return f"account {calendar.calendar_account.status}"
+    if not (webhooks_enabled() if enabled is None else enabled):
+        return "kill switch off"
+    if not calendar_in_rollout(calendar):
+        return "outside the rollout"
+    return ""
+
+
 def push_wanted(calendar: Calendar) -> bool:
     """Push for this calendar: switched on, in the rollout, syncing, account usable."""
-    return (
-        calendar.sync_enabled
-        and calendar.calendar_account.status == "active"
-        and webhooks_enabled()
-        and calendar_in_rollout(calendar)
+    return not push_unwanted_reason(calendar)
+
+
+@dataclass(frozen=True)
+class SwitchState:
+    deploy_enabled: bool  # WEBHOOKS_ENABLED
+    override: bool | None  # the runtime override, None when unset
+    effective: bool
+    updated_at: datetime | None
+    updated_by: str
+
+
+def switch_state() -> SwitchState:
+    """The kill switch as stored right now (bypasses the in-process cache)."""
+    row = RuntimeSetting.objects.filter(key=KILL_SWITCH_KEY).first()
+    override = None if row is None else _parse_switch(row.value)
+    deploy = bool(settings.WEBHOOKS_ENABLED)
+    return SwitchState(
+        deploy_enabled=deploy, override=override,
+        effective=deploy and (True if override is None else override),
+        updated_at=row.updated_at if row else None, updated_by=row.updated_by if row else "",
     )

@@ -1,0 +1,101 @@
+"""Helpers for the subscription-manager tests (a uniquely named module, imported by the tests
+in this directory): sandbox accounts mirrored as local rows, the sandbox's view of channels,
+and a sandbox clock that follows time_machine."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+
+_serial = itertools.count(1)
+
+
+def sandbox_state(url: str) -> dict[str, Any]:
+    response = requests.get(f"{url}/_sandbox/state", timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def set_faults(url: str, **config: Any) -> dict[str, Any]:
+    response = requests.post(f"{url}/_sandbox/faults", json=config, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def call_count(url: str, key: str) -> int:
+    return int(sandbox_state(url)["counters"].get(key, 0))
+
+
+def follow_clock(url: str) -> None:
+    """Make the sandbox's "now" equal this process's (possibly travelled) ``time.time()``.
+
+    Robust to the sandbox running in this process (where time_machine already moves its
+    clock) or in another one: the offset is corrected by the difference actually observed.
+    """
+    current = requests.get(f"{url}/_sandbox/clock", timeout=10).json()
+    offset = current["offset_seconds"] + (time.time() - current["now"])
+    response = requests.post(f"{url}/_sandbox/clock", json={"offset_seconds": offset},
+                             timeout=10)
+    assert response.status_code == 200, response.text
+
+
+def connect_account(url: str, user, provider: str = "google", email: str | None = None,
+                    calendars: int = 1):
+    """A sandbox account and its local CalendarAccount + Calendar rows."""
+    from apps.calendars.models import Calendar, CalendarAccount
+
+    email = email or f"{provider}-{next(_serial)}@example.com"
+    response = requests.post(f"{url}/_sandbox/accounts", timeout=10,
+                             json={"provider": provider, "email": email,
+                                   "calendars": calendars})
+    assert response.status_code in (200, 201), response.text
+    data = response.json()
+    account = CalendarAccount.objects.create(
+        user=user, provider=provider, email=email, refresh_token=data["refresh_token"])
+    rows = [Calendar.objects.create(calendar_account=account, provider_calendar_id=c["id"],
+                                    name=c["name"]) for c in data["calendars"]]
+    return account, rows, data
+
+
+def remote_channels(url: str) -> dict[str, dict[str, Any]]:
+    """Every Google channel and Graph subscription the sandbox knows, by id."""
+    state = sandbox_state(url)
+    channels = {c["id"]: {**c, "provider": "google"} for c in state["google_channels"]}
+    channels.update({s["id"]: {**s, "provider": "microsoft"}
+                     for s in state["graph_subscriptions"]})
+    return channels
+
+
+def uncovered_calendars(url: str, calendars) -> list[str]:
+    """Calendars without an active subscription that the sandbox holds live and unexpired."""
+    from apps.webhooks.models import WebhookSubscription
+
+    remote = remote_channels(url)
+    covered = {
+        calendar_id for calendar_id, channel_id in WebhookSubscription.objects.filter(
+            calendar__in=calendars, status="active").values_list("calendar_id", "channel_id")
+        if remote.get(channel_id, {}).get("live")
+    }
+    return [f"{c.pk}:{c.provider_calendar_id}" for c in calendars if c.pk not in covered]
+
+
+def push_address_nowhere(url: str) -> str:
+    """A WEBHOOK_BASE_URL whose pushes the sandbox gives up on at once (a sink answering 400
+    to an empty body), for tests that do not need notifications delivered."""
+    return f"{url}/_sandbox/sinks/webhook/nowhere"
+
+
+def utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def fresh_access_token(url: str, provider: str, email: str) -> str:
+    """A bearer token valid at the sandbox's current (virtual) time, to act as the user."""
+    response = requests.post(f"{url}/_sandbox/accounts", timeout=10,
+                             json={"provider": provider, "email": email})
+    assert response.status_code in (200, 201), response.text
+    return response.json()["access_token"]
