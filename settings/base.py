@@ -83,6 +83,10 @@ WEBHOOK_RATE_LIMIT_WINDOW_SECONDS = envint("WEBHOOK_RATE_LIMIT_WINDOW_SECONDS", 
 # Peers whose X-Forwarded-For is believed when rate limiting per client address (the reverse
 # proxy in front of gunicorn). Anyone else's X-Forwarded-For is ignored.
 WEBHOOK_TRUSTED_PROXIES = envlist("WEBHOOK_TRUSTED_PROXIES", ["127.0.0.1", "::1"])
+# How long a receiver process may reuse what it read about a subscription (id, token digest,
+# resource id). The storing statement re-checks those facts and the status, so a stale entry
+# costs one more lookup, never a wrong answer. 0 disables the cache.
+WEBHOOK_SUBSCRIPTION_CACHE_SECONDS = envfloat("WEBHOOK_SUBSCRIPTION_CACHE_SECONDS", 30.0)
 
 # --- Feature flags and rollout -------------------------------------------------------------
 WEBHOOKS_ENABLED = envbool("WEBHOOKS_ENABLED", True)
@@ -129,6 +133,9 @@ WORKER_BURST_MAX_WAIT_SECONDS = envfloat("WORKER_BURST_MAX_WAIT_SECONDS", 3.0)
 # Calendars one worker syncs at the same time (provider calls are network-bound; Graph allows
 # 4 concurrent requests per mailbox). SQLite always uses 1.
 WORKER_CONCURRENCY = envint("WORKER_CONCURRENCY", 4, minimum=1, maximum=32)
+# After a NOTIFY wake-up the worker looks again a few times within this window: senders may
+# skip NOTIFYs that follow one too closely (the receivers throttle theirs).
+WORKER_NOTIFY_FOLLOW_UP_SECONDS = envfloat("WORKER_NOTIFY_FOLLOW_UP_SECONDS", 0.15)
 WORKER_HEARTBEAT_STALE_SECONDS = envint("WORKER_HEARTBEAT_STALE_SECONDS", 180)
 
 # --- Polling -------------------------------------------------------------------------------

@@ -1,0 +1,45 @@
+"""`poll_calendars [--once]`: fallback polling of calendars healthy push does not cover.
+
+Lives in the webhooks app because it combines the webhooks coverage policy with the calendars
+polling service (calendars itself must not import webhooks).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from apps.calendars.services.polling import poll_due_calendars
+from apps.webhooks.services.polling_policy import push_coverage, silent_subscriptions
+
+
+class Command(BaseCommand):
+    help = "Sync calendars not covered by healthy push, stale ones, and those of silent channels."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--once", action="store_true", help="run one pass and exit")
+
+    def handle(self, *args, **options):
+        self._stop = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._request_stop)
+        while True:
+            silent = silent_subscriptions()
+            summary = poll_due_calendars(
+                is_covered=push_coverage(),
+                silent_calendar_ids={sub.calendar_id for sub in silent},
+            )
+            self.stdout.write(f"poll: {summary.as_text()}")
+            if options["once"]:
+                return
+            deadline = time.monotonic() + settings.POLL_PASS_SECONDS
+            while not self._stop and time.monotonic() < deadline:
+                time.sleep(0.5)
+            if self._stop:
+                return
+
+    def _request_stop(self, signum, frame):
+        self._stop = True
