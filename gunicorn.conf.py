@@ -17,3 +17,32 @@ errorlog = "-"
 # %(L)s is the request time in seconds: ack latency is visible in the access log.
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss "%(a)s"'
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Worker heartbeat files on tmpfs: on a container's overlay filesystem a slow write can make
+# the master take a busy worker for hung and kill it (gunicorn's advice for Docker).
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"
+# gunicorn's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl), which
+# every gunicorn of that user on the machine would share. Deploys use signals (HUP reloads,
+# TERM stops); the socket is only opened when a path is given.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket
+
+# Prometheus multiprocess mode: each worker writes its metrics to files in this directory and
+# /metrics merges them. Set before the workers fork (and import prometheus_client).
+prometheus_dir = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", os.path.join(os.environ.get("VAR_DIR", "var"), "prometheus")
+)
+os.makedirs(prometheus_dir, exist_ok=True)
+
+
+def on_starting(server):
+    # Files left by a previous run would be merged into this run's figures.
+    for name in os.listdir(prometheus_dir):
+        if name.endswith(".db"):
+            os.remove(os.path.join(prometheus_dir, name))
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -91,5 +91,10 @@ def post_json(url: str, payload: Any, *, timeout: float = 10.0,
     return session().post(url, json=payload, timeout=timeout, headers=headers or {})
 
 
+def get(url: str, *, timeout: float = 10.0) -> requests.Response:
+    """Plain GET for our own endpoints (post-deployment checks); not a provider call."""
+    return session().get(url, timeout=timeout)
+
+
 def _ms(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)

@@ -1,0 +1,221 @@
+"""Alert incidents: opened once, escalated when the level rises, repeated at most every
+ALERT_REPEAT_INTERVAL_SECONDS while open, resolved with a message when the condition clears.
+
+Each health alert has a stable key; an ``Incident`` row per key is open at most once (a unique
+constraint). State changes are compare-and-set updates, so two overlapping checks never send the
+same message twice. Every delivery attempt is an ``AlertDelivery`` row; transient failures are
+retried (ALERT_DELIVERY_MAX_ATTEMPTS), a channel that still failed is tried again on the next
+check, and one channel failing never stops the others. Warnings go to every channel but the
+pager; critical incidents page on-call too.
+
+While the database is down, incidents are kept in ``offline_incidents`` and imported as rows
+when it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from apps.monitoring.channels import AlertMessage, Channel, DeliveryError, configured_channels
+from apps.monitoring.channels.base import LEVEL_RANK, redact
+from apps.monitoring.models import AlertDelivery, Incident
+from apps.monitoring.services import offline_incidents
+
+log = logging.getLogger(__name__)
+
+# attempt number, succeeded, permanent failure, error text
+Recorder = Callable[[int, bool, bool, str], None]
+
+
+@dataclass
+class AlertingSummary:
+    sent: list[tuple[str, str, str, bool]] = field(default_factory=list)  # key, event, ch, ok
+
+    def lines(self) -> list[str]:
+        return [f"{event} {key} -> {channel}: {'ok' if ok else 'FAILED'}"
+                for key, event, channel, ok in self.sent]
+
+
+def deliver(channel: Channel, message: AlertMessage, record: Recorder) -> bool:
+    """Send with retries for transient failures; ``record`` is called for every attempt."""
+    attempts = settings.ALERT_DELIVERY_MAX_ATTEMPTS
+    for attempt in range(1, attempts + 1):
+        try:
+            channel.notify(message)
+        except DeliveryError as exc:
+            record(attempt, False, exc.permanent, str(exc))
+            if exc.permanent:
+                return False
+        except Exception as exc:  # noqa: BLE001 - a broken channel must not stop the others
+            log.exception("alert channel %s crashed", channel.name)
+            record(attempt, False, True, redact(f"{type(exc).__name__}: {exc}",
+                                                channel.secrets())[:500])
+            return False
+        else:
+            record(attempt, True, False, "")
+            return True
+        if attempt < attempts:
+            time.sleep(settings.ALERT_DELIVERY_RETRY_BASE_SECONDS * 2 ** (attempt - 1))
+    return False
+
+
+def build_message(key: str, level: str, event: str, title: str, text: str,
+                  opened_at: datetime, now: datetime, details: dict | None = None) -> AlertMessage:
+    if event == "resolved":
+        minutes = max(1, round((now - opened_at).total_seconds() / 60))
+        text = f"Resolved after {minutes} min: {text}"
+    return AlertMessage(key=key, level=level, event=event, title=title, text=text,
+                        opened_at=opened_at, at=now, details=details or {},
+                        dashboard_url=f"{settings.WEBHOOK_BASE_URL}/webhooks/monitoring/")
+
+
+class AlertManager:
+    def __init__(self, channels: list[Channel] | None = None, now: datetime | None = None):
+        self.channels = configured_channels() if channels is None else channels
+        self.now = now or timezone.now()
+        self.repeat = timedelta(seconds=settings.ALERT_REPEAT_INTERVAL_SECONDS)
+        self.summary = AlertingSummary()
+
+    def process(self, health: dict) -> AlertingSummary:
+        alerts = {a["key"]: a for a in health["alerts"]}
+        if not health["metrics"]["infrastructure"].get("database_healthy", True):
+            offline_incidents.process_offline(self, alerts)
+            return self.summary
+        try:
+            self._import_offline()
+            open_incidents = {i.key: i for i in Incident.objects.filter(resolved_at__isnull=True)}
+            for key, alert in alerts.items():
+                if key in open_incidents:
+                    self._update(open_incidents[key], alert)
+                else:
+                    self._open(alert)
+            for key, incident in open_incidents.items():
+                if key not in alerts:
+                    self._resolve(incident)
+        except DatabaseError:
+            log.exception("alerting stopped: the database failed during the run")
+        return self.summary
+
+    # --- incident transitions ------------------------------------------------------------
+
+    def _open(self, alert: dict) -> None:
+        try:
+            with transaction.atomic():
+                incident = Incident.objects.create(
+                    key=alert["key"], level=alert["level"], title=alert["title"],
+                    message=alert["message"], details=_details(alert), opened_at=self.now,
+                    last_notified_at=self.now, notified_level=alert["level"],
+                )
+        except IntegrityError:
+            return  # an overlapping check opened it a moment ago and is delivering it
+        self._broadcast(incident, "opened", self.targets(incident.level))
+
+    def _update(self, incident: Incident, alert: dict) -> None:
+        changes = {"level": alert["level"], "title": alert["title"],
+                   "message": alert["message"], "details": _details(alert)}
+        rises = LEVEL_RANK[alert["level"]] > LEVEL_RANK.get(incident.notified_level, 0)
+        last = incident.last_notified_at
+        due = last is None or self.now - last >= self.repeat
+        if rises or due:
+            claimed = Incident.objects.filter(
+                pk=incident.pk, notified_level=incident.notified_level,
+                last_notified_at=incident.last_notified_at,
+            ).update(last_notified_at=self.now,
+                     notified_level=alert["level"] if rises else incident.notified_level,
+                     **changes)
+            if claimed:
+                incident.refresh_from_db()
+                event = "escalated" if rises else "repeated"
+                self._broadcast(incident, event, self.targets(incident.level))
+            return
+        Incident.objects.filter(pk=incident.pk).update(**changes)
+        incident.level = alert["level"]
+        self._catch_up(incident)
+
+    def _resolve(self, incident: Incident) -> None:
+        claimed = Incident.objects.filter(pk=incident.pk, resolved_at__isnull=True).update(
+            resolved_at=self.now)
+        if not claimed:
+            return
+        told = set(incident.deliveries.filter(succeeded=True).values_list("channel", flat=True))
+        self._broadcast(incident, "resolved", [c for c in self.channels if c.name in told])
+
+    def _catch_up(self, incident: Incident) -> None:
+        """Channels that missed the last broadcast (all attempts failed) get it now."""
+        since = incident.last_notified_at
+        rows = list(incident.deliveries.filter(created_at__gte=since).order_by("-pk").values_list(
+            "channel", "event", "succeeded", "permanent_failure"))
+        settled = {ch for ch, _, ok, permanent in rows if ok or permanent}
+        event = next((ev for _, ev, _, _ in rows), "opened")
+        owed = [c for c in self.targets(incident.notified_level) if c.name not in settled]
+        if owed:
+            self._broadcast(incident, event, owed)
+
+    # --- delivery ------------------------------------------------------------------------
+
+    def targets(self, level: str) -> list[Channel]:
+        return [c for c in self.channels if c.wants(level)]
+
+    def _broadcast(self, incident: Incident, event: str, channels: list[Channel]) -> None:
+        message = build_message(incident.key, incident.level, event, incident.title,
+                                incident.message, incident.opened_at, self.now,
+                                incident.details)
+        for channel in channels:
+            ok = deliver(channel, message, self._recorder(incident, channel, event))
+            self.summary.sent.append((incident.key, event, channel.name, ok))
+
+    @staticmethod
+    def _recorder(incident: Incident, channel: Channel, event: str) -> Recorder:
+        def record(attempt: int, ok: bool, permanent: bool, error: str) -> None:
+            try:
+                AlertDelivery.objects.create(
+                    incident=incident, channel=channel.name, event=event, attempt=attempt,
+                    succeeded=ok, permanent_failure=permanent, error=error,
+                )
+            except DatabaseError:
+                log.warning("could not record the %s delivery of %s", channel.name, incident.key)
+
+        return record
+
+    def _import_offline(self) -> None:
+        """Turn what was sent while the database was down into rows, then forget it."""
+        stored = offline_incidents.load()
+        if not stored:
+            return
+        with transaction.atomic():
+            for entry in stored:
+                incident = None
+                if not entry.get("resolved_at"):
+                    incident = Incident.objects.filter(key=entry["key"],
+                                                       resolved_at__isnull=True).first()
+                if incident is None:
+                    incident = Incident.objects.create(
+                        key=entry["key"], level=entry["level"], title=entry["title"],
+                        message=entry["message"], details=entry.get("details", {}),
+                        opened_at=parse_datetime(entry["opened_at"]),
+                        notified_level=entry["notified_level"],
+                        last_notified_at=parse_datetime(entry["last_notified_at"]),
+                        resolved_at=(parse_datetime(entry["resolved_at"])
+                                     if entry.get("resolved_at") else None),
+                    )
+                AlertDelivery.objects.bulk_create([
+                    AlertDelivery(incident=incident, channel=d["channel"], event=d["event"],
+                                  attempt=d["attempt"], succeeded=d["succeeded"],
+                                  permanent_failure=d["permanent"], error=d["error"],
+                                  created_at=parse_datetime(d["at"]))
+                    for d in entry["deliveries"]
+                ])
+        offline_incidents.clear()
+
+
+def _details(alert: dict) -> dict:
+    return {"value": alert.get("value"), "affects_status": alert.get("affects_status", True)}

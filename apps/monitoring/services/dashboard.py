@@ -1,0 +1,179 @@
+"""The dashboard document: recent activity, 24 h hourly series, subscription distribution,
+and the page's lists (open incidents, subscriptions expiring soon, slowest calendars).
+
+Everything is read from recorded rows; an hour with no data is ``None`` in a rate or average
+series and 0 in a count series, so charts show gaps instead of invented values.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Avg, Count, Max, Q
+from django.db.models.functions import TruncHour
+from django.utils import timezone
+
+from apps.monitoring.models import HealthSnapshot, Incident, ProviderApiCall
+from apps.monitoring.services.health_monitor import DONE, EXPECTED_ERROR_KINDS
+
+
+def hour_slots(now: datetime) -> list[datetime]:
+    """The 24 hour buckets ending with the current (partial) hour, oldest first."""
+    current = now.replace(minute=0, second=0, microsecond=0)
+    return [current - timedelta(hours=23 - i) for i in range(24)]
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def performance_trends(now: datetime | None = None) -> dict:
+    from apps.webhooks.models import WebhookNotification
+
+    now = now or timezone.now()
+    slots = hour_slots(now)
+    start = slots[0]
+    notes = {
+        row["hour"]: row for row in
+        WebhookNotification.objects.filter(received_at__gte=start)
+        .annotate(hour=TruncHour("received_at")).values("hour")
+        .annotate(total=Count("id"), ok=Count("id", filter=Q(processing_status__in=DONE)),
+                  failed=Count("id", filter=Q(processing_status="failed")),
+                  avg_ms=Avg("processing_time_ms", filter=Q(processing_status="completed")))
+    }
+    calls = {
+        row["hour"]: row for row in
+        ProviderApiCall.objects.filter(created_at__gte=start)
+        .annotate(hour=TruncHour("created_at")).values("hour")
+        .annotate(total=Count("id"), avg_ms=Avg("duration_ms"),
+                  errors=Count("id", filter=~Q(error_kind="")
+                               & ~Q(error_kind__in=EXPECTED_ERROR_KINDS)))
+    }
+    # The last snapshot of each hour (the check runs every 2-5 minutes: at most ~720 rows).
+    snapshots: dict[datetime, tuple[int, int, int]] = {}
+    for created, active, total, failed in (
+        HealthSnapshot.objects.filter(created_at__gte=start).order_by("created_at")
+        .values_list("created_at", "active_subscriptions", "total_subscriptions",
+                     "failed_subscriptions")
+    ):
+        snapshots[created.replace(minute=0, second=0, microsecond=0)] = (active, total, failed)
+
+    def series(rows: dict, pick, empty=None) -> list:
+        return [pick(rows[s]) if s in rows else empty for s in slots]
+
+    def rate(row: dict) -> float | None:
+        finished = row["ok"] + row["failed"]
+        return round(100.0 * row["ok"] / finished, 1) if finished else None
+
+    return {
+        "hours": [s.isoformat() for s in slots],
+        "notifications": series(notes, lambda r: r["total"], 0),
+        "failed_notifications": series(notes, lambda r: r["failed"], 0),
+        "success_rate": series(notes, rate),
+        "average_processing_time_ms": series(notes, lambda r: _round(r["avg_ms"])),
+        "api_calls": series(calls, lambda r: r["total"], 0),
+        "api_errors": series(calls, lambda r: r["errors"], 0),
+        "average_api_response_time_ms": series(calls, lambda r: _round(r["avg_ms"])),
+        "active_subscriptions": series(snapshots, lambda r: r[0]),
+        "total_subscriptions": series(snapshots, lambda r: r[1]),
+        "failed_subscriptions": series(snapshots, lambda r: r[2]),
+    }
+
+
+def subscription_distribution() -> dict:
+    from apps.webhooks.models import SUBSCRIPTION_STATUSES, WebhookSubscription
+
+    by_status = dict.fromkeys(SUBSCRIPTION_STATUSES, 0)
+    by_provider: dict[str, int] = {}
+    matrix: dict[str, dict[str, int]] = {}
+    for row in WebhookSubscription.objects.values("provider", "status").annotate(n=Count("id")):
+        provider, status, n = row["provider"], row["status"], row["n"]
+        by_status[status] = by_status.get(status, 0) + n
+        by_provider[provider] = by_provider.get(provider, 0) + n
+        matrix.setdefault(provider, dict.fromkeys(SUBSCRIPTION_STATUSES, 0))[status] = n
+    return {"by_provider": by_provider, "by_status": by_status,
+            "by_provider_and_status": matrix}
+
+
+def _incident(incident: Incident) -> dict:
+    return {"key": incident.key, "level": incident.level, "title": incident.title,
+            "message": incident.message, "opened_at": incident.opened_at,
+            "last_notified_at": incident.last_notified_at,
+            "resolved_at": incident.resolved_at}
+
+
+def open_incidents() -> list[dict]:
+    rows = Incident.objects.filter(resolved_at__isnull=True).order_by("-level", "opened_at")
+    return [_incident(i) for i in rows]
+
+
+def recent_activity(now: datetime | None = None) -> dict:
+    from apps.webhooks.models import WebhookNotification
+
+    now = now or timezone.now()
+    hour = WebhookNotification.objects.filter(received_at__gte=now - timedelta(hours=1))
+    by_status = dict(hour.values("processing_status").annotate(n=Count("id"))
+                     .values_list("processing_status", "n"))
+    by_provider = dict(hour.values("provider").annotate(n=Count("id"))
+                       .values_list("provider", "n"))
+    # Never headers or payloads: they carry channel tokens and clientState.
+    latest = (WebhookNotification.objects.order_by("-received_at")
+              .values("received_at", "provider", "kind", "resource_state",
+                      "processing_status", "processing_time_ms", "attempts",
+                      "subscription__calendar__name")[:10])
+    incidents = Incident.objects.order_by("-opened_at")[:10]
+    return {
+        "notifications_last_hour": {"total": sum(by_status.values()), "by_status": by_status,
+                                    "by_provider": by_provider},
+        "last_notification_at": latest[0]["received_at"] if latest else None,
+        "recent_notifications": [
+            {**{k: v for k, v in row.items() if k != "subscription__calendar__name"},
+             "calendar": row["subscription__calendar__name"]} for row in latest
+        ],
+        "recent_incidents": [_incident(i) for i in incidents],
+    }
+
+
+def expiring_soon(now: datetime | None = None, limit: int = 20) -> list[dict]:
+    from apps.webhooks.models import WebhookSubscription
+
+    now = now or timezone.now()
+    soon = now + timedelta(seconds=settings.HEALTH_THRESHOLDS["expiring_soon_seconds"])
+    rows = (WebhookSubscription.objects.filter(status="active", expires_at__gt=now,
+                                               expires_at__lte=soon)
+            .order_by("expires_at")
+            .values("provider", "expires_at", "failure_count", "calendar__name",
+                    "calendar__calendar_account__email")[:limit])
+    return [{"provider": r["provider"], "expires_at": r["expires_at"],
+             "expires_in_hours": round((r["expires_at"] - now).total_seconds() / 3600, 1),
+             "failure_count": r["failure_count"], "calendar": r["calendar__name"],
+             "account": r["calendar__calendar_account__email"]} for r in rows]
+
+
+def slowest_calendars(now: datetime | None = None, limit: int = 10) -> list[dict]:
+    """Calendars by average processing time of their notifications over 24 h."""
+    from apps.webhooks.models import WebhookNotification
+
+    now = now or timezone.now()
+    rows = (WebhookNotification.objects
+            .filter(received_at__gte=now - timedelta(hours=24),
+                    processing_time_ms__isnull=False)
+            .values("subscription__calendar_id", "subscription__calendar__name", "provider")
+            .annotate(avg_ms=Avg("processing_time_ms"), max_ms=Max("processing_time_ms"),
+                      notifications=Count("id"),
+                      last_synced_at=Max("subscription__calendar__last_synced_at"))
+            .order_by("-avg_ms")[:limit])
+    return [{"calendar": r["subscription__calendar__name"], "provider": r["provider"],
+             "average_processing_time_ms": _round(r["avg_ms"]), "max_processing_time_ms":
+             r["max_ms"], "notifications": r["notifications"],
+             "last_synced_at": r["last_synced_at"]} for r in rows]
+
+
+def dashboard_document(health: dict) -> dict:
+    return {
+        "health": health,
+        "recent_activity": recent_activity(),
+        "performance_trends": performance_trends(),
+        "subscription_distribution": subscription_distribution(),
+    }

@@ -1,0 +1,298 @@
+"""System health from recorded data: one runner shared by the views and the health command.
+
+``get_system_health()`` collects figures with a handful of indexed aggregate queries, then
+applies the status rules table (``services/health_rules.py``). An empty table, a missing record
+or a division by zero gives a sensible value (0, 100 %, or None for "no data"), never an
+exception; a database that cannot be queried gives ``database_healthy: False`` and status
+``critical`` with the database figures left empty.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import DatabaseError, connection
+from django.db.models import Avg, Count, Max, Min, Q, Sum
+from django.utils import timezone
+
+from apps.monitoring.services.health_rules import evaluate, recommend
+
+log = logging.getLogger(__name__)
+
+WAITING = ("pending", "processing")
+DONE = ("completed", "ignored")  # ignored: nothing to do for it, which is a success
+# A subscription this young may still be in its creation handshake: not counted against health.
+PENDING_GRACE = timedelta(minutes=15)
+# Answers that are part of the protocols' normal flow, not provider errors: a 404 for an event
+# already deleted, a 410 asking for a full sync.
+EXPECTED_ERROR_KINDS = ("not_found", "cursor_expired")
+
+
+def _pct(part: float, whole: float, empty: float | None = 100.0) -> float | None:
+    return round(100.0 * part / whole, 1) if whole else empty
+
+
+def _age(now: datetime, then: datetime | None) -> int | None:
+    return None if then is None else max(0, int((now - then).total_seconds()))
+
+
+class HealthMonitor:
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or timezone.now()
+        self.thresholds = settings.HEALTH_THRESHOLDS
+
+    def get_system_health(self) -> dict:
+        infrastructure = {"database_healthy": True, **self._host_checks()}
+        try:
+            self._probe_database()
+            metrics = {
+                "subscriptions": self._subscriptions(),
+                "notifications": self._notifications(),
+                "api_performance": self._api_performance(),
+                "calendars": self._calendars(),
+                "infrastructure": {**infrastructure, **self._workers()},
+            }
+        except DatabaseError as exc:
+            # The class only: driver messages can carry host names and user names.
+            log.error("health check: database unreachable (%s)", type(exc).__name__)
+            infrastructure["database_healthy"] = False
+            metrics = {"subscriptions": {}, "notifications": {}, "api_performance": {},
+                       "calendars": {}, "infrastructure": infrastructure}
+        status, alerts = evaluate(metrics, self.thresholds)
+        return {
+            "timestamp": self.now.isoformat(),
+            "status": status,
+            "metrics": metrics,
+            "alerts": alerts,
+            "recommendations": recommend(metrics, alerts),
+        }
+
+    # --- database figures ----------------------------------------------------------------
+
+    @staticmethod
+    def _probe_database() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+
+    def _subscriptions(self) -> dict:
+        from apps.webhooks.models import SUBSCRIPTION_STATUSES, WebhookSubscription
+
+        now = self.now
+        soon = now + timedelta(seconds=self.thresholds["expiring_soon_seconds"])
+        live = Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+        counts = WebhookSubscription.objects.aggregate(
+            live_active=Count("id", filter=Q(status="active") & live),
+            expiring_soon=Count("id", filter=Q(status="active", expires_at__gt=now,
+                                               expires_at__lte=soon)),
+            young_pending=Count("id", filter=Q(status="pending",
+                                               created_at__gt=now - PENDING_GRACE)),
+            **{s: Count("id", filter=Q(status=s)) for s in SUBSCRIPTION_STATUSES},
+        )
+        # Stopped subscriptions were ended on purpose (replaced, calendar removed): history.
+        total = sum(counts[s] for s in SUBSCRIPTION_STATUSES) - counts["stopped"]
+        # An "active" row past its expiry gets no more notifications: not counted as active.
+        active, failed = counts["live_active"], counts["failed"]
+        return {
+            "total_subscriptions": total,
+            "active_subscriptions": active,
+            "expiring_soon": counts["expiring_soon"],
+            "failed_subscriptions": failed,
+            "inactive_subscriptions": total - active - failed,
+            "health_percentage": _pct(active, total - counts["young_pending"]),
+            "by_status": {s: counts[s] for s in SUBSCRIPTION_STATUSES},
+        }
+
+    def _notifications(self) -> dict:
+        from apps.webhooks.models import WebhookCounter, WebhookNotification
+
+        now, t = self.now, self.thresholds
+        recent = now - timedelta(seconds=t["success_rate_window_seconds"])
+        day = WebhookNotification.objects.filter(received_at__gte=now - timedelta(hours=24))
+        agg = day.aggregate(
+            total=Count("id"),
+            ok=Count("id", filter=Q(processing_status__in=DONE)),
+            failed=Count("id", filter=Q(processing_status="failed")),
+            recent_ok=Count("id", filter=Q(processing_status__in=DONE, received_at__gte=recent)),
+            recent_failed=Count("id", filter=Q(processing_status="failed",
+                                               received_at__gte=recent)),
+            avg_ms=Avg("processing_time_ms", filter=Q(processing_status="completed")),
+        )
+        # The recent window reacts within minutes; with too few finished notifications in it
+        # (a quiet night) one failure would swing it, so the whole day is used instead.
+        ok, failed = agg["recent_ok"], agg["recent_failed"]
+        window = t["success_rate_window_seconds"]
+        if ok + failed < t["success_rate_min_sample"]:
+            ok, failed, window = agg["ok"], agg["failed"], 24 * 3600
+        old_before = now - timedelta(seconds=t["old_pending_age_seconds"])
+        waiting = WebhookNotification.objects.filter(processing_status__in=WAITING).aggregate(
+            count=Count("id"), old=Count("id", filter=Q(received_at__lt=old_before)),
+            oldest=Min("received_at"),
+        )
+        hour_start = (now - timedelta(hours=24)).replace(minute=0, second=0, microsecond=0)
+        counters = dict(
+            WebhookCounter.objects.filter(bucket__gte=hour_start)
+            .values("kind").annotate(n=Sum("count")).values_list("kind", "n")
+        )
+        return {
+            "total_notifications_24h": agg["total"],
+            "success_rate_percentage": _pct(ok, ok + failed),
+            "success_rate_window_seconds": window,
+            "failed_notifications_24h": agg["failed"],
+            "pending_notifications": waiting["count"],
+            "old_pending_notifications": waiting["old"],
+            "oldest_pending_age_seconds": _age(now, waiting["oldest"]),
+            "average_processing_time_ms": (None if agg["avg_ms"] is None
+                                           else round(agg["avg_ms"], 1)),
+            "rejected_notifications_24h": counters.get("rejected", 0),
+            "not_stored_24h": counters,
+        }
+
+    def _api_performance(self) -> dict:
+        from apps.monitoring.models import ProviderApiCall
+
+        rows = (
+            ProviderApiCall.objects.filter(created_at__gte=self.now - timedelta(hours=1))
+            .values("provider", "error_kind")
+            .annotate(n=Count("id"), ms=Sum("duration_ms"))
+        )
+        calls: dict[str, int] = {}
+        errors: dict[str, int] = {}
+        total_ms = 0
+        for row in rows:
+            provider, n = row["provider"], row["n"]
+            calls[provider] = calls.get(provider, 0) + n
+            total_ms += row["ms"] or 0
+            if row["error_kind"] and row["error_kind"] not in EXPECTED_ERROR_KINDS:
+                errors[provider] = errors.get(provider, 0) + n
+        quota = settings.PROVIDER_HOURLY_QUOTA
+        usage = {p: _pct(n, quota.get(p, 0), empty=None) for p, n in calls.items()}
+        total_calls, total_errors = sum(calls.values()), sum(errors.values())
+        return {
+            "api_calls_last_hour": total_calls,
+            "api_errors_last_hour": total_errors,
+            "api_error_rate_percentage": _pct(total_errors, total_calls, empty=0.0),
+            "average_api_response_time_ms": (round(total_ms / total_calls, 1)
+                                             if total_calls else None),
+            # The provider closest to its hourly quota decides.
+            "api_quota_usage_percentage": max((u for u in usage.values() if u is not None),
+                                              default=0.0),
+            "by_provider": {p: {"calls": n, "errors": errors.get(p, 0),
+                                "quota_usage_percentage": usage[p]} for p, n in calls.items()},
+        }
+
+    def _calendars(self) -> dict:
+        from apps.calendars.models import Calendar, CalendarAccount
+
+        stale_before = self.now - timedelta(seconds=settings.POLL_STALENESS_SECONDS)
+        agg = Calendar.objects.filter(sync_enabled=True).aggregate(
+            total=Count("id"),
+            stale=Count("id", filter=Q(last_synced_at__lt=stale_before)
+                        | Q(last_synced_at__isnull=True, created_at__lt=stale_before)),
+            fallback=Count("id", filter=Q(fallback_polling_enabled=True)),
+        )
+        reauth = CalendarAccount.objects.filter(status="reauth_required").count()
+        return {
+            "sync_enabled_calendars": agg["total"],
+            "calendars_behind_staleness_limit": agg["stale"],
+            "calendars_on_fallback_polling": agg["fallback"],
+            "accounts_reauth_required": reauth,
+        }
+
+    def _workers(self) -> dict:
+        from apps.webhooks.models import WorkerHeartbeat
+
+        fresh_after = self.now - timedelta(seconds=settings.WORKER_HEARTBEAT_STALE_SECONDS)
+        agg = WorkerHeartbeat.objects.filter(stopped_at__isnull=True).aggregate(
+            latest=Max("last_seen_at"),
+            alive=Count("id", filter=Q(last_seen_at__gte=fresh_after)),
+        )
+        return {
+            "workers_alive": agg["alive"],
+            "worker_heartbeat_age_seconds": _age(self.now, agg["latest"]),
+        }
+
+    # --- host figures (no database) ------------------------------------------------------
+
+    def _host_checks(self) -> dict:
+        disk_free = _disk_free_fraction()
+        memory = _memory_available_fraction()
+        t = self.thresholds
+        return {
+            "cache_healthy": _cache_works(),
+            "disk_free_fraction": disk_free,
+            "disk_space_ok": disk_free is None or disk_free >= t["disk_free_min_fraction"],
+            "memory_available_fraction": memory,
+            "memory_usage_ok": memory is None or memory >= t["memory_available_min_fraction"],
+        }
+
+
+def _cache_works() -> bool:
+    key, value = "monitoring:probe", uuid.uuid4().hex
+    try:
+        cache.set(key, value, 30)
+        return cache.get(key) == value
+    except Exception:  # noqa: BLE001 - any cache backend error means "cache down"
+        return False
+
+
+def _disk_free_fraction() -> float | None:
+    path = Path(settings.VAR_DIR)
+    try:
+        usage = shutil.disk_usage(path if path.exists() else settings.BASE_DIR)
+    except OSError:
+        return None
+    return round(usage.free / usage.total, 3) if usage.total else None
+
+
+def _memory_available_fraction() -> float | None:
+    """MemAvailable / MemTotal from /proc/meminfo (Linux); None where it cannot be read."""
+    try:
+        fields = dict(
+            line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines()
+        )
+        total = int(fields["MemTotal"].split()[0])
+        available = int(fields["MemAvailable"].split()[0])
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+    return round(available / total, 3) if total else None
+
+
+def get_system_health(now: datetime | None = None) -> dict:
+    return HealthMonitor(now).get_system_health()
+
+
+def urgent_reason(now: datetime | None = None) -> str | None:
+    """A critical condition that should not wait for the next scheduled check, looked for with
+    a few indexed queries on every cron call (every minute).
+
+    A dead worker only shows after WORKER_HEARTBEAT_STALE_SECONDS and a success-rate collapse
+    after some notifications have failed: adding a 5-minute check interval on top of either
+    would break the promise of an alert within 5 minutes. Both use the full check's own
+    definitions, so the check this triggers reports the same condition.
+    """
+    from apps.webhooks.models import WebhookNotification, WorkerHeartbeat
+
+    now = now or timezone.now()
+    t = settings.HEALTH_THRESHOLDS
+    fresh_after = now - timedelta(seconds=settings.WORKER_HEARTBEAT_STALE_SECONDS)
+    alive = WorkerHeartbeat.objects.filter(stopped_at__isnull=True,
+                                           last_seen_at__gte=fresh_after).exists()
+    if not alive and WebhookNotification.objects.filter(processing_status__in=WAITING).exists():
+        return "no live worker while notifications wait"
+    recent = WebhookNotification.objects.filter(
+        received_at__gte=now - timedelta(seconds=t["success_rate_window_seconds"])
+    ).aggregate(ok=Count("id", filter=Q(processing_status__in=DONE)),
+                failed=Count("id", filter=Q(processing_status="failed")))
+    finished = recent["ok"] + recent["failed"]
+    if finished >= t["success_rate_min_sample"]:
+        rate = _pct(recent["ok"], finished)
+        if rate is not None and rate < t["success_rate_critical"]:
+            return f"notification success rate at {rate}%"
+    return None

@@ -1,0 +1,176 @@
+"""The status rules table, the alerts it raises and the recommendations that go with them.
+
+Pure functions of the collected figures and ``settings.HEALTH_THRESHOLDS``:
+
+| status   | any of                                                                          |
+|----------|---------------------------------------------------------------------------------|
+| critical | database down; subscription health < 80 %; success < 90 %; > 20 notifications   |
+|          | pending over 5 min; > 10 failed subscriptions; no live worker while some wait   |
+| degraded | subscription health 80-94 %; success 90-94 %; 6-20 old pending; 6-10 failed     |
+|          | subscriptions; cache down                                                       |
+| healthy  | none of the above                                                               |
+
+Every alert has a stable key (the incident key). Some alerts need a human without making the
+service unhealthy (accounts to re-authorize, provider errors, disk): ``affects_status`` False.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+WARNING, CRITICAL = "warning", "critical"
+STATUS_FOR_LEVEL = {WARNING: "degraded", CRITICAL: "critical"}
+STATUS_RANK = {"healthy": 0, "degraded": 1, "critical": 2}
+
+
+def _alert(key: str, level: str, title: str, message: str, value: Any = None,
+           affects_status: bool = True) -> dict:
+    return {"key": key, "level": level, "title": title, "message": message, "value": value,
+            "affects_status": affects_status}
+
+
+def _band(value: float | None, healthy: float, critical: float) -> str | None:
+    """Level for a percentage where higher is better (None: fine or unknown)."""
+    if value is None or value >= healthy:
+        return None
+    return CRITICAL if value < critical else WARNING
+
+
+def _count_band(value: int, degraded: int, critical: int) -> str | None:
+    """Level for a count where lower is better: above ``critical`` / above ``degraded``."""
+    if value > critical:
+        return CRITICAL
+    return WARNING if value > degraded else None
+
+
+def evaluate(metrics: dict, t: dict) -> tuple[str, list[dict]]:
+    infra = metrics["infrastructure"]
+    alerts: list[dict] = []
+    if not infra["cache_healthy"]:
+        alerts.append(_alert("cache_down", WARNING, "Cache unreachable",
+                             "The cache does not answer: rate limits and the alert fallback "
+                             "store are degraded."))
+    if not infra["database_healthy"]:
+        alerts.insert(0, _alert("database_down", CRITICAL, "Database unreachable",
+                                "The health check could not query the database: receivers "
+                                "answer 503 and no notification is processed."))
+        return "critical", alerts
+    alerts += _subscription_alerts(metrics["subscriptions"], t)
+    alerts += _notification_alerts(metrics["notifications"], t)
+    alerts += _operational_alerts(metrics, t)
+    status = "healthy"
+    for alert in alerts:
+        candidate = STATUS_FOR_LEVEL[alert["level"]] if alert["affects_status"] else "healthy"
+        if STATUS_RANK[candidate] > STATUS_RANK[status]:
+            status = candidate
+    return status, alerts
+
+
+def _subscription_alerts(subs: dict, t: dict) -> list[dict]:
+    alerts = []
+    pct = subs["health_percentage"]
+    level = _band(pct, t["subscription_health_healthy"], t["subscription_health_critical"])
+    if level:
+        alerts.append(_alert(
+            "subscription_health", level, f"Subscription health at {pct}%",
+            f"{subs['active_subscriptions']} of {subs['total_subscriptions']} push "
+            f"subscriptions are active.", pct))
+    failed = subs["failed_subscriptions"]
+    level = _count_band(failed, t["failed_subscriptions_degraded"],
+                        t["failed_subscriptions_critical"])
+    if level:
+        alerts.append(_alert("failed_subscriptions", level, f"{failed} failed subscriptions",
+                             f"{failed} push subscriptions are in the failed state.", failed))
+    return alerts
+
+
+def _notification_alerts(notes: dict, t: dict) -> list[dict]:
+    alerts = []
+    rate = notes["success_rate_percentage"]
+    level = _band(rate, t["success_rate_healthy"], t["success_rate_critical"])
+    if level:
+        seconds = notes["success_rate_window_seconds"]
+        window = f"{seconds // 3600} h" if seconds % 3600 == 0 else f"{seconds // 60} min"
+        alerts.append(_alert(
+            "notification_success_rate", level, f"Notification success rate at {rate}%",
+            f"{rate}% of the notifications received in the last {window} were processed "
+            f"successfully.", rate))
+    old = notes["old_pending_notifications"]
+    level = _count_band(old, t["old_pending_degraded"], t["old_pending_critical"])
+    if level:
+        minutes = t["old_pending_age_seconds"] // 60
+        alerts.append(_alert(
+            "notification_backlog", level, f"{old} notifications waiting over {minutes} min",
+            f"Oldest waiting notification: {notes['oldest_pending_age_seconds']} s.", old))
+    return alerts
+
+
+def _operational_alerts(metrics: dict, t: dict) -> list[dict]:
+    infra, notes = metrics["infrastructure"], metrics["notifications"]
+    api, calendars = metrics["api_performance"], metrics["calendars"]
+    alerts = []
+    if infra["workers_alive"] == 0:
+        waiting = notes["pending_notifications"]
+        age = infra["worker_heartbeat_age_seconds"]
+        seen = "never" if age is None else f"{age} s ago"
+        # Nobody is waiting yet: a warning; notifications piling up unprocessed: critical.
+        alerts.append(_alert(
+            "worker_stale", CRITICAL if waiting else WARNING, "No live notification worker",
+            f"Last worker heartbeat: {seen}; {waiting} notifications waiting.", age,
+            affects_status=bool(waiting)))
+    reauth = calendars["accounts_reauth_required"]
+    if reauth:
+        alerts.append(_alert(
+            "accounts_reauth_required", WARNING, f"{reauth} accounts need re-authorization",
+            "Their tokens were revoked or expired: the users must connect them again; their "
+            "calendars are not syncing.", reauth, affects_status=False))
+    calls, rate = api["api_calls_last_hour"], api["api_error_rate_percentage"]
+    if calls >= t["api_error_min_calls"] and rate >= t["api_error_rate_warning"]:
+        alerts.append(_alert(
+            "provider_api_errors", WARNING, f"Provider API errors at {rate}%",
+            f"{api['api_errors_last_hour']} of {calls} provider calls in the last hour failed.",
+            rate, affects_status=False))
+    if not infra["disk_space_ok"]:
+        alerts.append(_alert("disk_space_low", WARNING, "Disk space low",
+                             f"Free fraction: {infra['disk_free_fraction']}.",
+                             infra["disk_free_fraction"], affects_status=False))
+    if not infra["memory_usage_ok"]:
+        alerts.append(_alert("memory_low", WARNING, "Memory low",
+                             f"Available fraction: {infra['memory_available_fraction']}.",
+                             infra["memory_available_fraction"], affects_status=False))
+    return alerts
+
+
+RECOMMENDATIONS = {
+    "database_down": "Check the database server and the connection settings; the receivers "
+                     "answer 503 until it is back.",
+    "cache_down": "Check Redis (REDIS_URL).",
+    "subscription_health": "Run `manage.py subscription_maintenance` and look at the failed "
+                           "subscriptions' last_error in the admin.",
+    "failed_subscriptions": "Run `manage.py subscription_maintenance`; subscriptions with "
+                            "repeated failures are suspended and their calendars polled.",
+    "notification_success_rate": "Look at the failed notifications' errors in the admin and "
+                                 "at provider API errors.",
+    "notification_backlog": "Check that `process_notifications` workers run and keep up.",
+    "worker_stale": "Start or restart the `process_notifications` worker.",
+    "accounts_reauth_required": "Ask the owners of the accounts marked 're-authorization "
+                                "required' to connect them again.",
+    "provider_api_errors": "Check the provider's status page and the API error kinds.",
+    "disk_space_low": "Free disk space (logs, old notifications: cleanup_webhook_data).",
+    "memory_low": "Check the processes' memory use.",
+}
+
+
+def recommend(metrics: dict, alerts: list[dict]) -> list[str]:
+    advice = [RECOMMENDATIONS[a["key"]] for a in alerts if a["key"] in RECOMMENDATIONS]
+    subs, api = metrics["subscriptions"], metrics["api_performance"]
+    if subs.get("expiring_soon"):
+        advice.append(f"{subs['expiring_soon']} subscriptions expire within a day: make sure "
+                      "subscription maintenance runs on schedule.")
+    if (api.get("api_quota_usage_percentage") or 0) >= 80:
+        advice.append("A provider's hourly API quota is over 80 % used: slow polling down.")
+    stale = metrics["calendars"].get("calendars_behind_staleness_limit")
+    if stale:
+        advice.append(f"{stale} calendars have not synced within POLL_STALENESS_SECONDS: check "
+                      "`poll_calendars`.")
+    return advice

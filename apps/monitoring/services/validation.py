@@ -1,0 +1,191 @@
+"""Pre-deployment (``validate_monitoring_setup``) and post-deployment (``validate_deployment``)
+checks. Each check returns a ``Check``; a failed check that is only a warning does not fail the
+command.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlparse
+
+from django.conf import settings
+from django.utils import timezone
+
+from apps.monitoring.channels import CHANNEL_CLASSES, configured_names
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+    warning_only: bool = False
+
+    @property
+    def label(self) -> str:
+        if self.ok:
+            return "ok"
+        return "WARN" if self.warning_only else "FAIL"
+
+    @property
+    def fails(self) -> bool:
+        return not self.ok and not self.warning_only
+
+
+def _is_local(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --- pre-deployment ------------------------------------------------------------------------
+
+
+def setup_checks() -> list[Check]:
+    names = configured_names()
+    checks = [Check("alert channels configured", bool(names),
+                    ", ".join(names) if names else "WEBHOOK_ALERT_CHANNELS is empty: no alert "
+                    "would reach anyone")]
+    for name in names:
+        cls = CHANNEL_CLASSES.get(name)
+        if cls is None:
+            checks.append(Check(f"channel {name}", False,
+                                f"unknown channel (known: {', '.join(CHANNEL_CLASSES)})"))
+            continue
+        missing = cls().missing_settings()
+        checks.append(Check(f"channel {name}", not missing,
+                            f"missing {', '.join(missing)}" if missing else "settings present"))
+    if "email" in names:
+        bad = [r for r in settings.WEBHOOK_ALERT_EMAIL_RECIPIENTS if "@" not in r]
+        checks.append(Check("email recipients", not bad, f"not addresses: {bad}" if bad else ""))
+    for setting in ("SLACK_WEBHOOK_URL", "EXTERNAL_ALERT_WEBHOOK_URL", "PAGERDUTY_EVENTS_URL"):
+        url = getattr(settings, setting)
+        if url and urlparse(url).scheme != "https" and not _is_local(url):
+            checks.append(Check(setting, False, "not https: alerts would travel in clear"))
+    checks.append(Check("on-call pager", "pagerduty" in names,
+                        "critical incidents page PagerDuty" if "pagerduty" in names
+                        else "no pagerduty channel: critical incidents page nobody",
+                        warning_only=True))
+    return checks + _threshold_checks()
+
+
+def _threshold_checks() -> list[Check]:
+    t = settings.HEALTH_THRESHOLDS
+    pairs = [("subscription_health_critical", "subscription_health_healthy"),
+             ("success_rate_critical", "success_rate_healthy"),
+             ("old_pending_degraded", "old_pending_critical"),
+             ("failed_subscriptions_degraded", "failed_subscriptions_critical")]
+    wrong = [f"{low} >= {high}" for low, high in pairs if t[low] >= t[high]]
+    checks = [Check("health thresholds ordered", not wrong, "; ".join(wrong))]
+    normal = settings.HEALTH_CHECK_INTERVAL_SECONDS
+    degraded = settings.HEALTH_DEGRADED_CHECK_INTERVAL_SECONDS
+    checks.append(Check("check intervals", 0 < degraded <= normal <= 300,
+                        f"healthy every {normal} s, degraded every {degraded} s (alerts within "
+                        "5 minutes need both <= 300 s)"))
+    checks.append(Check("alert repeat interval",
+                        settings.ALERT_REPEAT_INTERVAL_SECONDS >= normal,
+                        f"{settings.ALERT_REPEAT_INTERVAL_SECONDS} s", warning_only=True))
+    token = bool(settings.METRICS_TOKEN)
+    checks.append(Check("metrics token", token or settings.DEBUG,
+                        "set" if token else "METRICS_TOKEN empty: /metrics is public"
+                        + (" (accepted while DEBUG)" if settings.DEBUG else ""),
+                        warning_only=True))
+    return checks
+
+
+# --- post-deployment -----------------------------------------------------------------------
+
+
+def _migrations() -> Check:
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    names = [f"{m.app_label}.{m.name}" for m, _ in plan]
+    return Check("migrations applied", not plan, f"unapplied: {', '.join(names)}" if plan else "")
+
+
+def _database() -> Check:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return Check("database", True, connection.vendor)
+
+
+def _cache() -> Check:
+    from django.core.cache import cache
+
+    value = uuid.uuid4().hex
+    cache.set("monitoring:deploy-probe", value, 30)
+    return Check("cache", cache.get("monitoring:deploy-probe") == value)
+
+
+def _health_endpoint() -> Check:
+    from calendar_sync.http import get
+
+    url = f"{settings.WEBHOOK_BASE_URL}/webhooks/health/"
+    response = get(url, timeout=5)
+    status = response.json().get("status") if response.status_code in (200, 503) else None
+    return Check("health endpoint", response.status_code == 200,
+                 f"{url} answered {response.status_code} ({status})")
+
+
+def _base_url() -> Check:
+    url = settings.WEBHOOK_BASE_URL
+    if urlparse(url).scheme == "https":
+        return Check("WEBHOOK_BASE_URL https", True, url)
+    local = settings.DEBUG or _is_local(url)
+    return Check("WEBHOOK_BASE_URL https", local,
+                 f"{url}: local deployment" if local else f"{url}: providers require https")
+
+
+def _workers() -> Check:
+    from apps.webhooks.models import WorkerHeartbeat
+
+    fresh = timezone.now() - timedelta(seconds=settings.WORKER_HEARTBEAT_STALE_SECONDS)
+    alive = WorkerHeartbeat.objects.filter(stopped_at__isnull=True,
+                                           last_seen_at__gte=fresh).count()
+    return Check("workers heartbeating", alive > 0, f"{alive} live workers")
+
+
+def _alerting() -> Check:
+    failed = [c for c in setup_checks() if c.fails]
+    return Check("alerting configured", not failed, "; ".join(f"{c.name}: {c.detail}"
+                                                              for c in failed))
+
+
+DEPLOYMENT_CHECKS: tuple[Callable[[], Check], ...] = (
+    _migrations, _database, _cache, _health_endpoint, _base_url, _workers, _alerting,
+)
+
+
+def _run(check: Callable[[], Check]) -> Check:
+    try:
+        return check()
+    except Exception as exc:  # noqa: BLE001 - a check that blows up has failed
+        name = check.__name__.strip("_").replace("_", " ")
+        return Check(name, False, f"error: {type(exc).__name__}")
+
+
+def deployment_checks(wait_seconds: float = 0, pause: float = 2.0) -> list[Check]:
+    """Run every check; with ``wait_seconds``, retry the failing ones until they pass or the
+    time is up (processes may still be starting)."""
+    deadline = time.monotonic() + wait_seconds
+    results = {check: _run(check) for check in DEPLOYMENT_CHECKS}
+    while any(r.fails for r in results.values()) and time.monotonic() < deadline:
+        time.sleep(pause)
+        for check, result in results.items():
+            if result.fails:
+                results[check] = _run(check)
+    return list(results.values())

@@ -1,0 +1,85 @@
+"""The dashboard page in headless Chromium: it loads for staff, logs nothing to the console
+(the page's Content-Security-Policy turns any external load into a console error), and its
+charts are drawn from data.
+
+Needs Debian's ``chromium`` (``.ci/run`` installs it); skipped only when it is absent.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.utils import timezone
+
+from apps.monitoring.models import HealthSnapshot, Incident, ProviderApiCall
+from tests.monitoring.conftest import beat, make_calendar, make_notifications, make_subscriptions
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed"),
+    pytest.mark.urls("tests.monitoring.browser_urls"),
+    pytest.mark.django_db(transaction=True),
+]
+PAGE = "/webhooks/monitoring/"
+
+
+def chromium(profile: Path, url: str, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+         "--window-size=1400,2000", *flags, url],
+        capture_output=True, text=True, timeout=90,
+    )
+
+
+def a_day_of_activity() -> None:
+    now = timezone.now()
+    beat()
+    subs = [make_subscriptions(make_calendar(provider, name=f"{provider} calendar {i}"), 1)[0]
+            for i, provider in enumerate(["google", "google", "microsoft"])]
+    make_subscriptions(make_calendar(name="Expiring soon"), 1,
+                       expires_at=now + timedelta(hours=5))
+    for hours_ago in range(24):
+        at = now - timedelta(hours=hours_ago)
+        make_notifications(subs[hours_ago % 3], 6 + hours_ago % 5, received_at=at,
+                           processing_time_ms=40 + 10 * hours_ago)
+        make_notifications(subs[0], hours_ago % 3, status="failed", received_at=at)
+        ProviderApiCall.objects.create(provider="google", operation="events.list",
+                                       duration_ms=80 + hours_ago, created_at=at)
+        HealthSnapshot.objects.create(status="healthy", active_subscriptions=3 + hours_ago % 2,
+                                      total_subscriptions=4, created_at=at)
+    Incident.objects.create(key="accounts_reauth_required", level="warning",
+                            title="1 accounts need re-authorization")
+
+
+def test_the_page_loads_for_staff_without_console_errors_and_its_charts_have_data(
+        live_server, staff_user, tmp_path):
+    a_day_of_activity()
+    url = f"{live_server.url}/__test__/sign-in/?user={staff_user.username}&next={quote(PAGE)}"
+
+    run = chromium(tmp_path / "profile", url, "--dump-dom")
+    assert run.returncode == 0, run.stderr[-2000:]
+    dom = run.stdout
+    console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == []
+    assert "Calendar Sync · webhook monitoring" in dom  # the page, not the login form
+    assert re.search(r'<span class="badge (healthy|degraded|critical)" id="status">', dom)
+    points = dict(re.findall(r'data-series="(\w+)" data-points="(\d+)"', dom))
+    assert set(points) == {"notifications", "success_rate", "processing_time",
+                           "active_subscriptions", "api_calls", "api_response_time"}
+    assert all(int(n) >= 23 for n in points.values()), points
+    assert dom.count("<polyline") >= 4 and dom.count('<rect class="bar"') >= 47
+    assert "1 accounts need re-authorization" in dom
+    assert "Expiring soon" in dom and "microsoft calendar 2" in dom
+
+    shot = tmp_path / "dashboard.png"
+    run = chromium(tmp_path / "profile", url, f"--screenshot={shot}")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert shot.stat().st_size > 20_000
