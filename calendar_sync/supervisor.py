@@ -1,0 +1,69 @@
+"""The process group behind `make run`: start named processes, label their output, stop them.
+
+Each child gets its own session, so a Ctrl-C in the terminal reaches only the supervisor, which
+then stops every child in reverse start order with SIGTERM (the graceful signal of gunicorn,
+the worker and the scheduler), and SIGKILLs what is still alive after a grace period.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+_print_lock = threading.Lock()
+
+
+def say(line: str) -> None:
+    with _print_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+def command_exists(root: Path, name: str) -> bool:
+    """Whether a management command module exists (some are written by others meanwhile)."""
+    return any(root.glob(f"apps/*/management/commands/{name}.py"))
+
+
+class ProcessGroup:
+    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
+        self.cwd = cwd
+        self.env = env
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, cmd: list[str]) -> subprocess.Popen:
+        say(f"[run] starting {name}: {' '.join([Path(cmd[0]).name, *cmd[1:]])}")
+        proc = subprocess.Popen(cmd, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True, text=True, bufsize=1)
+        threading.Thread(target=self._pump, args=(name, proc), daemon=True).start()
+        self.procs.append((name, proc))
+        return proc
+
+    @staticmethod
+    def _pump(name: str, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            say(f"{name:>9} | {line.rstrip()}")
+
+    def first_exited(self) -> str | None:
+        return next((name for name, p in self.procs if p.poll() is not None), None)
+
+    def pids(self) -> list[int]:
+        return [p.pid for _, p in self.procs]
+
+    def stop_all(self, grace: float = 20.0) -> None:
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                say(f"[run] stopping {name}")
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for name, proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                say(f"[run] {name} did not stop in time: killing it")
+                proc.kill()
+                proc.wait()
