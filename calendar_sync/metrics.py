@@ -15,8 +15,14 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.9, 3.0,
 NOTIFICATIONS = Counter(
     "calendar_sync_webhook_notifications",
     "Inbound notifications by provider and outcome "
-    "(stored, duplicate, rejected, ignored, orphan, invalid, rate_limited, unavailable).",
+    "(stored, duplicate, confirmed, rejected, ignored, orphan, invalid, rate_limited, "
+    "unavailable).",
     ["provider", "outcome"],
+)
+# The receivers' rate limiter lets requests through when the shared cache is unreachable.
+RATE_LIMIT_FAIL_OPEN = Counter(
+    "calendar_sync_webhook_rate_limit_fail_open",
+    "Rate-limit decisions skipped (request allowed) because the cache was unreachable.",
 )
 ACK_SECONDS = Histogram(
     "calendar_sync_webhook_ack_seconds",

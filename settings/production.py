@@ -66,10 +66,11 @@ EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
 
 Path(LOG_DIR).mkdir(parents=True, exist_ok=True)
+# Several processes (gunicorn workers, the worker, cron jobs) write these files: in-process
+# rotation would race between them, so the files are rotated by logrotate (copy-free: the
+# WatchedFileHandler reopens a file that was moved away).
 _rotating = {
-    "class": "logging.handlers.RotatingFileHandler",
-    "maxBytes": 10 * 1024 * 1024,
-    "backupCount": 5,
+    "class": "logging.handlers.WatchedFileHandler",
     "formatter": LOGGING["handlers"]["console"]["formatter"],
 }
 LOGGING["handlers"]["webhooks_file"] = {**_rotating, "filename": f"{LOG_DIR}/webhooks.log"}
