@@ -93,6 +93,21 @@ def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
+def polling_pass(calendars):
+    """One ``poll_calendars`` pass with these calendars due now and freshly synced, so that
+    push coverage alone decides whether each one is polled (reason ``uncovered``)."""
+    from django.utils import timezone
+
+    from apps.calendars.models import Calendar
+    from apps.calendars.services.polling import poll_due_calendars
+    from apps.webhooks.services.polling_policy import push_coverage
+
+    now = timezone.now()
+    Calendar.objects.filter(pk__in=[c.pk for c in calendars]).update(
+        next_sync_at=now, last_synced_at=now)
+    return poll_due_calendars(is_covered=push_coverage())
+
+
 def fresh_access_token(url: str, provider: str, email: str) -> str:
     """A bearer token valid at the sandbox's current (virtual) time, to act as the user."""
     response = requests.post(f"{url}/_sandbox/accounts", timeout=10,

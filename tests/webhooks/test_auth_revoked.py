@@ -1,5 +1,6 @@
 """A revoked grant (invalid_grant): the account waits for its user, its channels are stopped
-locally (no call can succeed), its calendars are flagged, and nothing retries in a loop."""
+locally (no call can succeed), its calendars say why and are not polled with the dead token,
+nothing retries in a loop, and push comes back once the account is reconnected."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from subscription_support import (
     call_count,
     connect_account,
     follow_clock,
+    polling_pass,
     push_address_nowhere,
     remote_channels,
     set_faults,
@@ -57,7 +59,10 @@ def test_revocation_found_at_renewal_stops_the_accounts_channels_locally(sandbox
         # Stopped here only: the provider refuses our calls, the channel lapses by itself.
         assert remote[sub.channel_id]["live"]
     for calendar in Calendar.objects.filter(calendar_account=local):
-        assert calendar.fallback_polling_enabled and "reconnect" in calendar.last_sync_error
+        assert "reconnect" in calendar.last_sync_error
+        assert not calendar.fallback_polling_enabled
+    # The token is revoked: polling must not use it either.
+    assert polling_pass(calendars).due == 0
 
 
 def test_nothing_calls_the_provider_for_a_revoked_account_until_it_is_reconnected(sandbox,
@@ -85,6 +90,9 @@ def test_nothing_calls_the_provider_for_a_revoked_account_until_it_is_reconnecte
     local.save()
 
     assert run_maintenance()["created"] == len(calendars)
+    # Nothing left over from the revocation keeps the calendars off push.
+    reconnected = polling_pass(calendars)
+    assert reconnected.skipped_covered == len(calendars) and reconnected.polled == 0
 
 
 def test_handling_a_revocation_touches_only_that_account(sandbox, account, user):

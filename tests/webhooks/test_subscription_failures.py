@@ -1,5 +1,6 @@
 """Repair with backoff: each failure is counted and delays the next attempt; at the limit the
-calendar's channel is suspended and the calendar polled; a success resets everything."""
+calendar's channel is suspended and the calendar polled; a success resets everything and push
+covers the calendar again, leaving an operator's own polling flag alone."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from subscription_support import (
     call_count,
     connect_account,
     follow_clock,
+    polling_pass,
     push_address_nowhere,
     remote_channels,
     set_faults,
@@ -62,7 +64,7 @@ def test_ten_consecutive_failures_suspend_and_a_later_success_recovers(sandbox, 
         when = sub.next_retry_at + timedelta(seconds=1)
 
     assert summary["suspended"] == 1 and sub.status == "suspended"
-    assert Calendar.objects.get(pk=calendar.pk).fallback_polling_enabled
+    assert polling_pass([calendar]).reasons == {"uncovered": 1}  # polled while suspended
     # Exponential: each wait doubles (within the few seconds a run takes), up to the cap.
     for n, delay in enumerate(delays[:-1], start=1):
         expected = min(base * 2 ** (n - 1), settings.WEBHOOK_REPAIR_BACKOFF_MAX_SECONDS)
@@ -81,7 +83,24 @@ def test_ten_consecutive_failures_suspend_and_a_later_success_recovers(sandbox, 
     assert recovered["repaired"] == 1
     assert sub.status == "active" and sub.failure_count == 0 and sub.last_error == ""
     assert remote_channels(sandbox.url)[sub.channel_id]["live"]
-    assert not Calendar.objects.get(pk=calendar.pk).fallback_polling_enabled
+    back_on_push = polling_pass([calendar])
+    assert back_on_push.skipped_covered == 1 and back_on_push.polled == 0
+
+
+def test_recovery_from_suspension_keeps_the_polling_an_operator_asked_for(sandbox, account,
+                                                                         settings):
+    _, (calendar,), _ = account
+    Calendar.objects.filter(pk=calendar.pk).update(fallback_polling_enabled=True)
+    settings.WEBHOOK_MAX_SUBSCRIPTION_FAILURES = 1
+    set_faults(sandbox.url, fail_next={"google.events.watch": [503]})
+
+    assert maintenance_at(sandbox, timezone.now())["suspended"] == 1
+    retry_at = slot(calendar).next_retry_at
+    assert maintenance_at(sandbox, retry_at + timedelta(seconds=1))["repaired"] == 1
+
+    assert slot(calendar).status == "active"
+    assert Calendar.objects.get(pk=calendar.pk).fallback_polling_enabled
+    assert polling_pass([calendar]).reasons == {"uncovered": 1}
 
 
 def test_a_success_resets_the_failure_count(sandbox, account):

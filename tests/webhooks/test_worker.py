@@ -358,3 +358,35 @@ def test_notifications_for_a_calendar_no_longer_syncing_are_ignored(google_world
 
     assert statuses() == {Status.IGNORED: 3}
     assert counter(sandbox.url, "google.events.list") == 0
+
+
+@pytest.mark.django_db
+def test_the_worker_loop_survives_an_unexpected_error(google_world, sandbox, settings,
+                                                      monkeypatch):
+    from apps.webhooks.services import coalescing
+
+    settings.WORKER_IDLE_POLL_SECONDS = 0.05
+    (cal_a, _), (sub_a, _), writer, (cid_a, _) = google_world
+    writer.create(cid_a, "after a hiccup")
+    store_notifications(sub_a, 2)
+    real_plan, failures = coalescing.plan, []
+
+    def plan_failing_once(pending, now):
+        if not failures:
+            failures.append(now)
+            raise RuntimeError("a bug in one step")
+        return real_plan(pending, now)
+
+    monkeypatch.setattr(coalescing, "plan", plan_failing_once)
+    worker = NotificationWorker("worker-named-by-an-operator")
+    guard = threading.Timer(20, worker.stop)
+    guard.start()
+    try:
+        worker.run(on_batch=lambda report: worker.stop())
+    finally:
+        guard.cancel()
+
+    assert failures and statuses() == {Status.COMPLETED: 2}
+    assert local_events(cal_a) == provider_events(sandbox_state(sandbox.url), cid_a)
+    beat = WorkerHeartbeat.objects.get(worker_id="worker-named-by-an-operator")
+    assert beat.stopped_at is not None and beat.processed_count == 2

@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from apps.calendars.models import Calendar, CalendarAccount
 from apps.calendars.providers import get_client
 from apps.calendars.providers.errors import AuthRevoked, NotFound, ProviderError
 from apps.webhooks.models import WebhookSubscription
+from calendar_sync.locks import advisory_lock
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +37,8 @@ LIVE = (Status.PENDING, Status.ACTIVE)
 REPAIRABLE = (Status.FAILED, Status.EXPIRED, Status.SUSPENDED)
 OPEN = LIVE + REPAIRABLE
 
-# High bits of the advisory lock key, so our keys do not collide with other users of locks.
-_LOCK_NAMESPACE = 0x5C5B << 32
+# The advisory lock namespace of channel work, apart from the sync engine's.
+LOCK_NAMESPACE = 0x5C5B
 # How long a public entry point waits for a calendar another process is working on.
 LOCK_WAIT_SECONDS = 5.0
 _UPDATE = ["channel_id", "provider", "status", "resource_id", "resource_uri", "expires_at",
@@ -103,30 +101,10 @@ def backoff_seconds(failures: int, retry_after: float | None = None) -> float:
 
 
 # --- locking -----------------------------------------------------------------------------------
-@contextmanager
-def calendar_lock(calendar_id: int, wait: float = 0.0) -> Iterator[bool]:
-    """Yield True when this process may work on the calendar's channels (reentrant)."""
-    if connection.vendor != "postgresql":
-        yield True
-        return
-    key = _LOCK_NAMESPACE | calendar_id
-    deadline = time.monotonic() + wait
-    while True:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-            acquired = bool(cursor.fetchone()[0])
-        if acquired or time.monotonic() >= deadline:
-            break
-        time.sleep(0.05)
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
-            except DatabaseError:  # the session is gone, and its locks with it
-                log.warning("could not release the lock of calendar %s", calendar_id)
+def calendar_lock(calendar_id: int, wait: float = 0.0) -> AbstractContextManager[bool]:
+    """Yields True when this process may work on the calendar's channels (reentrant, so the
+    maintenance pass can call the public entry points that take it too)."""
+    return advisory_lock(LOCK_NAMESPACE, calendar_id, wait=wait)
 
 
 # --- failures ----------------------------------------------------------------------------------
@@ -143,7 +121,9 @@ def record_failure(sub: WebhookSubscription, exc: BaseException, secret: str = "
     """Count one more consecutive failure, schedule the retry, suspend at the limit.
 
     An active channel whose renewal failed stays active (it still works until it expires);
-    anything else becomes ``failed``. A suspended calendar falls back to polling.
+    anything else becomes ``failed``. A suspended calendar is polled: the polling policy
+    (``polling_policy.PushCoverage``) counts only an active, unexpired channel as coverage, so
+    no calendar flag is touched here (``fallback_polling_enabled`` is the operators' own).
     """
     now = timezone.now()
     sub.failure_count += 1
@@ -153,9 +133,8 @@ def record_failure(sub: WebhookSubscription, exc: BaseException, secret: str = "
         sub.status = Status.SUSPENDED
         # Suspended channels are still probed, rarely, so that a fixed fault recovers by itself.
         delay = max(delay, settings.WEBHOOK_REPAIR_BACKOFF_MAX_SECONDS)
-        Calendar.objects.filter(pk=sub.calendar_id).update(fallback_polling_enabled=True)
-        log.warning("subscription %s suspended after %s failures; calendar %s falls back to "
-                    "polling", sub.pk, sub.failure_count, sub.calendar_id)
+        log.warning("subscription %s suspended after %s failures; calendar %s is polled "
+                    "until it recovers", sub.pk, sub.failure_count, sub.calendar_id)
     elif sub.status != Status.ACTIVE:
         sub.status = Status.FAILED
     sub.next_retry_at = now + timedelta(seconds=delay)
@@ -169,8 +148,10 @@ def handle_auth_revoked(account: CalendarAccount) -> None:
     """The refresh token is dead (invalid_grant): the user must reconnect.
 
     No provider call can succeed, so the account's channels are stopped locally (they lapse at
-    the provider), its calendars are flagged for polling (which resumes once reconnected), and
-    the account's status is what the monitor alerts on.
+    the provider) and its calendars carry the reason in ``last_sync_error``. Nothing polls them
+    either (the revoked token cannot be used): polling and push both resume on their own once
+    the account is reconnected and ``active`` again. The account's status is what the monitor
+    alerts on.
     """
     now = timezone.now()
     reason = "authorization revoked (invalid_grant): the account must be reconnected"
@@ -182,8 +163,7 @@ def handle_auth_revoked(account: CalendarAccount) -> None:
         calendar__calendar_account=account, status__in=OPEN
     ).update(status=Status.STOPPED, stopped_at=now, next_retry_at=None, updated_at=now,
              last_error=f"stopped locally: {reason}")
-    Calendar.objects.filter(calendar_account=account).update(
-        fallback_polling_enabled=True, last_sync_error=reason)
+    Calendar.objects.filter(calendar_account=account).update(last_sync_error=reason)
     log.warning("account %s needs re-authorization; %s subscriptions stopped locally",
                 account.pk, stopped)
 

@@ -78,8 +78,7 @@ def repair(sub: WebhookSubscription, *, gone: bool = False) -> WebhookSubscripti
         if successor.status != Status.STOPPED:  # not revoked meanwhile
             _retire(sub, successor, gone=gone)
     if ok and was_suspended:
-        # The suspension is what turned polling on; push works again.
-        Calendar.objects.filter(pk=sub.calendar_id).update(fallback_polling_enabled=False)
+        # Nothing to switch back: the active channel is what makes polling stop covering it.
         log.info("calendar %s recovered from suspension", sub.calendar_id)
     return successor
 

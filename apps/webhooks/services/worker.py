@@ -14,9 +14,8 @@ PostgreSQL. One step:
    after WORKER_MAX_ATTEMPTS), or deferred without an attempt when the calendar is already
    syncing elsewhere or its account is backing off.
 
-Every state change after the claim is conditional on ``claimed_by`` still being this worker, so
-a row reclaimed from a worker presumed dead is never finished twice. Rows left in
-``processing`` longer than WORKER_VISIBILITY_TIMEOUT_SECONDS (a worker died) are reclaimed.
+The row state changes are in ``notification_rows.py``. Rows left in ``processing`` longer than
+WORKER_VISIBILITY_TIMEOUT_SECONDS (a worker died) are reclaimed.
 The worker sleeps on PostgreSQL ``LISTEN calendar_sync_notifications`` (the receivers NOTIFY
 in the transaction that stores a row) with a WORKER_IDLE_POLL_SECONDS fallback, and on
 SQLite simply polls.
@@ -31,31 +30,26 @@ import socket
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Min, Q, QuerySet
+from django.db import DatabaseError, connection
+from django.db.models import Min
 from django.utils import timezone
 
-from apps.calendars.services.sync_engine import (
-    Outcome,
-    SyncResult,
-    backoff_delay,
-    sync_calendar_id,
-)
+from apps.calendars.services.sync_engine import Outcome, SyncResult, sync_calendar_id
 from apps.webhooks.models import WebhookNotification, WorkerHeartbeat
 from apps.webhooks.services import coalescing
+from apps.webhooks.services import notification_rows as claims
+from apps.webhooks.services.notification_rows import LIFECYCLE_HANDLED
 from apps.webhooks.services.wakeup import Wakeup
 from calendar_sync import metrics
 
 log = logging.getLogger(__name__)
 
-# Written to a lifecycle row's error once the subscription manager has acted on it, so that a
-# retried catch-up sync does not reauthorize / recreate the subscription a second time.
-LIFECYCLE_HANDLED = "lifecycle handled; catch-up sync pending."
 Status = WebhookNotification.Status
 
 
@@ -106,41 +100,17 @@ class NotificationWorker:
 
     def claim_batch(self) -> list[WebhookNotification]:
         now = timezone.now()
-        limit = self.batch_size or settings.WORKER_BATCH_SIZE
-        ready, _ = coalescing.plan(self._pending(now), now)
+        ready, _ = coalescing.plan(claims.due(now), now)
         if not ready:
             return []
-        due = self._pending(now).filter(subscription__calendar_id__in=ready)
-        due = due.order_by("received_at", "id")
-        # SQLite has no row locks (and one worker): the same code without them. `of=self`
-        # locks only the notification rows, not the joined subscription rows.
-        if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True, of=("self",))
-        with transaction.atomic():
-            ids = list(due.values_list("id", flat=True)[:limit])
-            if ids:
-                WebhookNotification.objects.filter(id__in=ids).update(
-                    processing_status=Status.PROCESSING, claimed_at=now,
-                    claimed_by=self.worker_id,
-                )
-        if not ids:
-            return []
-        return list(
-            WebhookNotification.objects.filter(id__in=ids, claimed_by=self.worker_id)
-            .select_related("subscription")
-            .order_by("received_at", "id")
-        )
-
-    @staticmethod
-    def _pending(now) -> QuerySet:
-        return WebhookNotification.objects.filter(processing_status=Status.PENDING).filter(
-            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        limit = self.batch_size or settings.WORKER_BATCH_SIZE
+        return claims.claim(self.worker_id, ready, limit, now)
 
     def seconds_until_due(self, limit: float) -> float | None:
         """How soon a pending row becomes claimable (None: nothing within ``limit``). Lets
         the loop sleep exactly until a held-back burst or a retried row is due."""
         now = timezone.now()
-        _, held = coalescing.plan(self._pending(now), now)
+        _, held = coalescing.plan(claims.due(now), now)
         retry = WebhookNotification.objects.filter(
             processing_status=Status.PENDING, next_attempt_at__gt=now,
             next_attempt_at__lte=now + _seconds(limit),
@@ -223,13 +193,13 @@ class NotificationWorker:
         except Exception as exc:  # noqa: BLE001 - recorded on the row, retried with backoff
             log.warning("lifecycle %s of subscription %s failed: %s", row.resource_state,
                         row.subscription_id, exc)
-            status = self._retry([row], f"lifecycle: {exc}", None)
+            status = claims.retry(self.worker_id, [row], f"lifecycle: {exc}", None)
             return False, CalendarOutcome(calendar_id, [row.pk], status, error=str(exc))
         if not needs_sync:
-            self._finish([row], Status.COMPLETED, started)
+            claims.finish(self.worker_id, [row], Status.COMPLETED, started)
             return False, CalendarOutcome(calendar_id, [row.pk], "completed")
         row.error = LIFECYCLE_HANDLED
-        self._held([row]).update(error=LIFECYCLE_HANDLED)
+        claims.held(self.worker_id, [row]).update(error=LIFECYCLE_HANDLED)
         return True, None
 
     def _sync(self, calendar_id: int, rows: list[WebhookNotification],
@@ -238,104 +208,39 @@ class NotificationWorker:
             result = sync_calendar_id(calendar_id)
         except Exception as exc:  # noqa: BLE001 - the rows carry the error and retry
             log.exception("sync of calendar %s raised", calendar_id)
-            status = self._retry(rows, f"{type(exc).__name__}: {exc}", None)
+            status = claims.retry(self.worker_id, rows, f"{type(exc).__name__}: {exc}", None)
             return CalendarOutcome(calendar_id, _ids(rows), status, error=str(exc))
         if result.ok:
-            self._finish(rows, Status.COMPLETED, started)
+            claims.finish(self.worker_id, rows, Status.COMPLETED, started)
             status = "completed"
         elif result.deferred:
-            self._defer(rows, result.retry_after or settings.SYNC_BUSY_RETRY_SECONDS)
+            claims.defer(self.worker_id, rows,
+                         result.retry_after or settings.SYNC_BUSY_RETRY_SECONDS)
             status = "deferred"
         elif result.outcome == Outcome.RETRY:
-            status = self._retry(rows, result.error, result.retry_after)
+            status = claims.retry(self.worker_id, rows, result.error, result.retry_after)
         elif result.outcome == Outcome.DISABLED:
-            self._finish(rows, Status.IGNORED, started, error=result.error)
+            claims.finish(self.worker_id, rows, Status.IGNORED, started, error=result.error)
             status = "ignored"
         else:  # failed / auth_revoked: retrying will not help
-            self._finish(rows, Status.FAILED, started, error=result.error)
+            claims.finish(self.worker_id, rows, Status.FAILED, started, error=result.error)
             status = "failed"
         return CalendarOutcome(calendar_id, _ids(rows), status, result=result, error=result.error)
 
-    # --- row state changes (only rows this worker still holds) ---------------------------------
-    def _held(self, rows: list[WebhookNotification]):
-        return WebhookNotification.objects.filter(
-            pk__in=[r.pk for r in rows], processing_status=Status.PROCESSING,
-            claimed_by=self.worker_id,
-        )
-
-    def _finish(self, rows: list[WebhookNotification], status: str, started: float, *,
-                error: str = "") -> None:
-        self._held(rows).update(
-            processing_status=status, processed_at=timezone.now(), next_attempt_at=None,
-            processing_time_ms=int((time.monotonic() - started) * 1000), error=error[:2000],
-        )
-
-    def _defer(self, rows: list[WebhookNotification], seconds: float) -> None:
-        """Not an attempt: the calendar is syncing elsewhere, or its account backs off."""
-        self._held(rows).update(
-            processing_status=Status.PENDING, claimed_by="", claimed_at=None,
-            next_attempt_at=timezone.now() + _seconds(seconds),
-        )
-
-    def _retry(self, rows: list[WebhookNotification], error: str,
-               retry_after: float | None) -> str:
-        """attempts + 1; back to pending after a backoff (or Retry-After), or failed."""
-        now = timezone.now()
-        final = "retried"
-        by_attempts: dict[tuple[int, bool], list[WebhookNotification]] = defaultdict(list)
-        for row in rows:
-            handled = row.error.startswith(LIFECYCLE_HANDLED)
-            by_attempts[(row.attempts + 1, handled)].append(row)
-        for (attempts, handled), same in by_attempts.items():
-            text = f"{LIFECYCLE_HANDLED} {error}" if handled else error
-            if attempts >= settings.WORKER_MAX_ATTEMPTS:
-                self._held(same).update(
-                    processing_status=Status.FAILED, attempts=attempts, processed_at=now,
-                    next_attempt_at=None, error=text[:2000],
-                )
-                final = "failed"
-                continue
-            delay = retry_after if retry_after is not None else backoff_delay(
-                None, attempts - 1, base=settings.WORKER_RETRY_BASE_SECONDS,
-                cap=settings.WORKER_RETRY_MAX_SECONDS)
-            self._held(same).update(
-                processing_status=Status.PENDING, attempts=attempts, claimed_by="",
-                claimed_at=None, next_attempt_at=now + _seconds(delay), error=text[:2000],
-            )
-        return final
-
     def reclaim_stuck(self) -> int:
-        """Rows a dead worker left in ``processing`` go back to pending (an attempt is counted,
-        so a row that kills every worker that touches it ends as failed)."""
-        cutoff = timezone.now() - _seconds(settings.WORKER_VISIBILITY_TIMEOUT_SECONDS)
-        stuck = WebhookNotification.objects.filter(
-            processing_status=Status.PROCESSING, claimed_at__lt=cutoff)
-        failed = stuck.filter(attempts__gte=settings.WORKER_MAX_ATTEMPTS - 1).update(
-            processing_status=Status.FAILED, attempts=F("attempts") + 1,
-            processed_at=timezone.now(), error="abandoned by a worker (visibility timeout)",
-        )
-        back = stuck.update(
-            processing_status=Status.PENDING, attempts=F("attempts") + 1, claimed_by="",
-            claimed_at=None, next_attempt_at=None,
-            error="reclaimed after the visibility timeout",
-        )
-        if failed or back:
-            log.warning("reclaimed %d stuck notification(s), %d failed for good", back, failed)
-        return back + failed
+        return claims.reclaim_stuck()
 
     # --- the loop -----------------------------------------------------------------------------
     def beat(self, *, stopped: bool = False) -> None:
         now = timezone.now()
-        host, pid, _ = self.worker_id.split(":", 2)
+        host, _, rest = self.worker_id.partition(":")  # "host:pid:nonce" from make_worker_id
+        pid = rest.partition(":")[0]
+        fields = {"hostname": host, "pid": int(pid) if pid.isdigit() else 0,
+                  "last_seen_at": now, "processed_count": self.processed,
+                  "stopped_at": now if stopped else None}
         WorkerHeartbeat.objects.update_or_create(
-            worker_id=self.worker_id,
-            defaults={"hostname": host, "pid": int(pid) if pid.isdigit() else 0,
-                      "last_seen_at": now, "processed_count": self.processed,
-                      "stopped_at": now if stopped else None},
-            create_defaults={"hostname": host, "pid": int(pid) if pid.isdigit() else 0,
-                             "started_at": now, "last_seen_at": now,
-                             "processed_count": self.processed,
-                             "stopped_at": now if stopped else None},
+            worker_id=self.worker_id, defaults=fields,
+            create_defaults={**fields, "started_at": now},
         )
 
     def stop(self) -> None:
@@ -343,27 +248,15 @@ class NotificationWorker:
         self.stopping = True
         self.wakeup.wake()
 
-    def run(self, *, once: bool = False, on_batch=None) -> int:
+    def run(self, *, once: bool = False,
+            on_batch: Callable[[BatchReport], None] | None = None) -> int:
         """Loop until stopped (``once``: until nothing is due, held-back bursts included).
         Returns the number of rows processed."""
         try:
             if not once:
                 self.wakeup.listen()
             while not self.stopping:
-                try:
-                    self._maybe_reclaim()
-                    self._maybe_beat()
-                    report = self.handle_one()
-                    wait = None if report else self.seconds_until_due(
-                        max(settings.WORKER_COALESCE_SECONDS,
-                            settings.WORKER_BURST_MAX_WAIT_SECONDS) if once
-                        else settings.WORKER_IDLE_POLL_SECONDS)
-                except DatabaseError as exc:
-                    if once:
-                        raise
-                    log.error("database error in the worker loop: %s", exc)
-                    connection.close()
-                    report, wait = None, settings.WORKER_IDLE_POLL_SECONDS
+                report, wait = self._step(once)
                 if report and on_batch:
                     on_batch(report)
                 if report:
@@ -378,6 +271,30 @@ class NotificationWorker:
                 log.warning("could not record the worker's stop")
             self.wakeup.close()
         return self.processed
+
+    def _step(self, once: bool) -> tuple[BatchReport | None, float | None]:
+        """One turn of the loop: (the batch processed, or None and how long to sleep)."""
+        try:
+            self._maybe_reclaim()
+            self._maybe_beat()
+            report = self.handle_one()
+            if report:
+                return report, None
+            horizon = (max(settings.WORKER_COALESCE_SECONDS,
+                           settings.WORKER_BURST_MAX_WAIT_SECONDS) if once
+                       else settings.WORKER_IDLE_POLL_SECONDS)
+            return None, self.seconds_until_due(horizon)
+        except Exception as exc:
+            if once:
+                raise
+            # A long-running worker outlives a database restart or one unexpected error: the
+            # rows it held are reclaimed after the visibility timeout.
+            if isinstance(exc, DatabaseError):
+                log.error("database error in the worker loop: %s", exc)
+                connection.close()
+            else:
+                log.exception("unexpected error in the worker loop")
+            return None, settings.WORKER_IDLE_POLL_SECONDS
 
     def _sleep(self, seconds: float) -> None:
         # Senders may coalesce their NOTIFYs (the receivers send at most one per 50 ms per

@@ -1,0 +1,91 @@
+"""Counting what the receivers did not store, and remembering channels nobody knows.
+
+Rejected, orphan, ignored, duplicate and rate-limited requests are counted per hour and
+provider in ``WebhookCounter``, additively and race-free (one upsert statement that adds).
+Unknown channels are upserted into ``OrphanChannel`` (hits + 1) so that maintenance can stop
+them. Both are best effort: a counter that cannot be written never changes the answer a
+provider gets, and after a database failure they pause briefly so that refusals do not wait on
+a database that is away.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from django.db import DatabaseError, InterfaceError, connection, transaction
+from django.utils import timezone
+
+from apps.webhooks.models import OrphanChannel, WebhookCounter
+
+logger = logging.getLogger(__name__)
+
+BEST_EFFORT_PAUSE_SECONDS = 5.0
+_paused_until = 0.0
+_pause_lock = threading.Lock()
+
+
+def count_event(provider: str, kind: str, n: int = 1) -> None:
+    """Add ``n`` to this hour's (provider, kind) counter. Best effort, never raises."""
+    if n <= 0 or _best_effort_paused():
+        return
+    now = timezone.now()
+    bucket = now.replace(minute=0, second=0, microsecond=0)
+    table = connection.ops.quote_name(WebhookCounter._meta.db_table)
+    # Additive upsert (bulk_create(update_conflicts=True) would overwrite, not add); the same
+    # SQL works on PostgreSQL and SQLite >= 3.24.
+    sql = (
+        f"INSERT INTO {table} (bucket, provider, kind, count) VALUES (%s, %s, %s, %s) "
+        f"ON CONFLICT (bucket, provider, kind) DO UPDATE SET count = {table}.count + excluded.count"
+    )
+    params = [connection.ops.adapt_datetimefield_value(bucket), provider, kind[:32], n]
+    _best_effort(sql, params, what="counter")
+
+
+def record_orphan(provider: str, channel_id: str, resource_id: str = "",
+                  resource_uri: str = "") -> None:
+    """Remember a channel we do not know (so maintenance can stop it): upsert, hits + 1."""
+    if _best_effort_paused():
+        return
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    table = connection.ops.quote_name(OrphanChannel._meta.db_table)
+    sql = (
+        f"INSERT INTO {table} (provider, channel_id, resource_id, resource_uri, status, hits, "
+        f"first_seen_at, last_seen_at) VALUES (%s, %s, %s, %s, %s, 1, %s, %s) "
+        f"ON CONFLICT (provider, channel_id) DO UPDATE SET hits = {table}.hits + 1, "
+        f"last_seen_at = excluded.last_seen_at, "
+        f"resource_id = CASE WHEN excluded.resource_id <> '' THEN excluded.resource_id "
+        f"ELSE {table}.resource_id END, "
+        f"resource_uri = CASE WHEN excluded.resource_uri <> '' THEN excluded.resource_uri "
+        f"ELSE {table}.resource_uri END"
+    )
+    params = [provider, channel_id[:255], resource_id[:255], resource_uri[:2048],
+              OrphanChannel.Status.OPEN, now, now]
+    _best_effort(sql, params, what="orphan")
+
+
+def _best_effort(sql: str, params: list, what: str) -> None:
+    global _paused_until
+    try:
+        if connection.in_atomic_block:
+            with transaction.atomic(), connection.cursor() as cursor:  # a savepoint
+                cursor.execute(sql, params)
+        else:
+            with connection.cursor() as cursor:  # autocommit: one statement, one round trip
+                cursor.execute(sql, params)
+    except (DatabaseError, InterfaceError) as exc:
+        with _pause_lock:
+            _paused_until = time.monotonic() + BEST_EFFORT_PAUSE_SECONDS
+        logger.warning("webhook %s not recorded: %s", what, type(exc).__name__)
+
+
+def _best_effort_paused() -> bool:
+    return time.monotonic() < _paused_until
+
+
+def resume_best_effort_writes() -> None:
+    """Forget a recent database failure (tests, and after the database is back)."""
+    global _paused_until
+    with _pause_lock:
+        _paused_until = 0.0

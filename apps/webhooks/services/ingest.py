@@ -1,0 +1,330 @@
+"""Storing what the receivers accepted, and counting what they did not.
+
+The inbound ``WebhookNotification`` row is the worker's queue, so storing is the only thing a
+receiver must get right before it answers: each batch is one transaction, and the receiver
+builds its 2xx only after that transaction has committed. Deduplication relies on the unique
+``dedup_key``: in a batch, a concurrent redelivery loses the race with an IntegrityError, which
+we read as "duplicate" (after checking that the key really is there); a single notification on
+PostgreSQL (every Google one) is one ``INSERT … ON CONFLICT DO NOTHING`` statement that also
+moves the subscription forward and wakes the worker — one round trip, its own transaction.
+
+What is not stored is counted by ``counters``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import BigIntegerField, Case, F, Q, Value, When
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
+
+from apps.webhooks.models import WebhookNotification, WebhookSubscription
+from apps.webhooks.services import subscription_cache
+from apps.webhooks.services.subscription_cache import StaleSubscription
+
+# The worker LISTENs on this channel; NOTIFY is sent inside the storing transaction, so it is
+# delivered exactly when the rows become visible (PostgreSQL only).
+NOTIFY_CHANNEL = "calendar_sync_notifications"
+NOTIFY_MIN_INTERVAL_SECONDS = 0.05
+# last_notification_at ("when did we last hear from this channel", read by the silent-channel
+# check and the dashboard) moves in steps of this many seconds. Rewriting it on every
+# notification would make each one a non-HOT update of the subscription row (the column is
+# indexed), i.e. a new entry in every one of the table's indexes; this way most updates touch
+# last_message_number only, or nothing.
+LAST_HEARD_RESOLUTION_SECONDS = 60
+_last_notify = 0.0
+_notify_lock = threading.Lock()
+# Notifications for subscriptions in these states are queued; any other state is ignored.
+ACCEPTING_STATUSES = frozenset({"pending", "active"})
+
+
+@dataclass
+class NewNotification:
+    """One notification the receiver validated and wants queued."""
+
+    subscription: WebhookSubscription
+    kind: str  # WebhookNotification.Kind
+    resource_state: str
+    dedup_key: str
+    message_number: int | None = None
+    headers: dict = field(default_factory=dict)
+    payload: dict = field(default_factory=dict)
+
+
+# Only what authentication and the status check need.
+LOOKUP_FIELDS = ("id", "provider", "channel_id", "status", "resource_id", "token_digest")
+LOOKUP_CHUNK = 500  # ids per query: far below every backend's parameter limit
+
+
+def subscriptions_for(provider: str, channel_ids: Iterable[str], *,
+                      use_cache: bool = False) -> dict[str, WebhookSubscription]:
+    """The known subscriptions among ``channel_ids``, by channel id.
+
+    With ``use_cache`` (PostgreSQL only, where the storing statement re-checks what it relies
+    on) recently read subscriptions come from ``subscription_cache``. The query is plain SQL
+    rather than a queryset: it runs for every notification, and compiling the equivalent
+    queryset costs about four times the query itself (~0.55 ms vs ~0.12 ms of CPU).
+    """
+    use_cache = use_cache and connection.vendor == "postgresql"
+    found: dict[str, WebhookSubscription] = {}
+    ids = []
+    for channel_id in sorted(set(channel_ids)):
+        hit = subscription_cache.get(provider, channel_id) if use_cache else None
+        if hit is None:
+            ids.append(channel_id)
+        else:
+            found[channel_id] = hit
+    qn = connection.ops.quote_name
+    meta = WebhookSubscription._meta
+    # from_db() wants the values in model field order.
+    fields = [f for f in meta.concrete_fields if f.attname in LOOKUP_FIELDS]
+    names = [f.attname for f in fields]
+    columns = ", ".join(qn(f.column) for f in fields)
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        chunk = ids[start:start + LOOKUP_CHUNK]
+        sql = (f"SELECT {columns} FROM {qn(meta.db_table)} WHERE provider = %s "
+               f"AND channel_id IN ({', '.join(['%s'] * len(chunk))})")
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [provider, *chunk])
+            rows = cursor.fetchall()
+        for row in rows:
+            subscription = WebhookSubscription.from_db(connection.alias, names, row)
+            found[subscription.channel_id] = subscription
+            if use_cache and subscription.status in ACCEPTING_STATUSES:
+                subscription_cache.put(subscription)
+    return found
+
+
+def store(batch: Sequence[NewNotification], *, ignored: bool = False) -> list[bool]:
+    """Commit ``batch``; return, per item, True if stored and False if it was a duplicate.
+
+    With ``ignored`` (kill switch) the rows are stored already marked ``ignored``: acknowledged
+    and kept for the record, never processed. Raises DatabaseError if nothing could be
+    committed; the caller must then not acknowledge.
+    """
+    now = timezone.now()
+    if len(batch) == 1 and connection.vendor == "postgresql":
+        return [_store_one_postgresql(batch[0], now, ignored)]
+    results: list[bool] = []
+    seen: set[str] = set()
+    with transaction.atomic(durable=True):
+        for item in batch:
+            if item.dedup_key in seen:  # Graph often repeats an item within one batch
+                results.append(False)
+                continue
+            seen.add(item.dedup_key)
+            results.append(_insert_unless_duplicate(item, now, ignored))
+        stored = [item for item, new in zip(batch, results, strict=True) if new]
+        _advance(stored, now)
+        if stored and not ignored:
+            _notify_worker()
+    return results
+
+
+def _store_one_postgresql(item: NewNotification, now: datetime, ignored: bool) -> bool:
+    """The hot path (every Google notification) as ONE statement, so one round trip.
+
+    A statement outside a transaction block is its own transaction: when execute() returns it
+    has committed (and was flushed), exactly what a durable acknowledgement needs, without
+    the BEGIN and COMMIT round trips of transaction.atomic(). ``ON CONFLICT DO NOTHING`` waits
+    for a concurrent insert of the same key and then reports it as a duplicate (no row
+    returned), so there is no IntegrityError race to catch. The row is inserted only if the
+    subscription still has the id, channel, token digest and resource id the receiver
+    authenticated against, and an accepting status (else ``StaleSubscription``: the caller
+    redoes the request from the database). The subscription UPDATE and the NOTIFY only happen
+    when the row was new. Values go through each field's own get_db_prep_save(), exactly as
+    the ORM would send them.
+    """
+    sub = item.subscription
+    row = _new_row(item, now, ignored)
+    params = [sub.pk, sub.channel_id, sub.token_digest, sub.resource_id]
+    params += [f.get_db_prep_save(f.pre_save(row, True), connection) for f in _insert_fields()]
+    cutoff = now - timedelta(seconds=LAST_HEARD_RESOLUTION_SECONDS)
+    numbered = item.message_number is not None
+    number = [item.message_number] if numbered else []
+    params += [cutoff, now, *number, *number, sub.pk, cutoff, *number]
+    notify = not ignored and _notify_due()
+    sql = _fast_store_sql(numbered, notify)
+    if connection.in_atomic_block:
+        # Inside a caller's transaction the row would commit after our 2xx: durable=True
+        # refuses that (test cases' own transactions are allowed).
+        with transaction.atomic(durable=True), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            inserted, still_valid = cursor.fetchone()[:2]
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            inserted, still_valid = cursor.fetchone()[:2]
+    if not still_valid:
+        subscription_cache.forget(sub.provider, sub.channel_id)
+        raise StaleSubscription(sub.channel_id)
+    return inserted == 1
+
+
+_fast_sql: dict[tuple[bool, bool], str] = {}
+
+
+def _fast_store_sql(numbered: bool, notify: bool) -> str:
+    """Check-facts + INSERT-if-new + forward-only subscription UPDATE (+ NOTIFY), built once
+    per shape."""
+    key = (numbered, notify)
+    if key not in _fast_sql:
+        qn = connection.ops.quote_name
+        fields = _insert_fields()
+        notifications = qn(WebhookNotification._meta.db_table)
+        subscriptions = qn(WebhookSubscription._meta.db_table)
+        accepting = ", ".join(f"'{status}'" for status in sorted(ACCEPTING_STATUSES))
+        advance = ("last_notification_at = CASE WHEN last_notification_at IS NULL OR "
+                   "last_notification_at < %s THEN %s ELSE last_notification_at END")
+        behind = "last_notification_at IS NULL OR last_notification_at < %s"
+        if numbered:
+            advance += (", last_message_number = "
+                        "GREATEST(COALESCE(last_message_number, %s), %s)")
+            behind += " OR last_message_number IS NULL OR last_message_number < %s"
+        # A data-modifying WITH runs once, to completion, whether or not the SELECT reads it.
+        _fast_sql[key] = (
+            f"WITH sub AS (SELECT id FROM {subscriptions} WHERE id = %s AND channel_id = %s "
+            f"AND token_digest = %s AND resource_id = %s AND status IN ({accepting})), "
+            f"ins AS (INSERT INTO {notifications} "
+            f"({', '.join(qn(f.column) for f in fields)}) "
+            f"SELECT {', '.join(['%s'] * len(fields))} FROM sub "
+            f"ON CONFLICT (dedup_key) DO NOTHING RETURNING id), "
+            f"adv AS (UPDATE {subscriptions} SET {advance} "
+            f"WHERE id = %s AND EXISTS (SELECT 1 FROM ins) AND ({behind})) "
+            f"SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM sub)"
+            + (f", (SELECT count(pg_notify('{NOTIFY_CHANNEL}', '')) FROM ins)" if notify else "")
+        )
+    return _fast_sql[key]
+
+
+def _insert_fields() -> list:
+    return [f for f in WebhookNotification._meta.concrete_fields if not f.primary_key]
+
+
+def _new_row(item: NewNotification, now: datetime, ignored: bool) -> WebhookNotification:
+    status = WebhookNotification.Status.IGNORED if ignored else WebhookNotification.Status.PENDING
+    return WebhookNotification(
+        subscription=item.subscription,
+        provider=item.subscription.provider,
+        kind=item.kind,
+        received_at=now,
+        resource_state=item.resource_state,
+        message_number=item.message_number,
+        dedup_key=item.dedup_key,
+        headers=item.headers,
+        payload=item.payload,
+        processing_status=status,
+        processed_at=now if ignored else None,
+        error="webhooks switched off: acknowledged, not processed" if ignored else "",
+    )
+
+
+def _insert(item: NewNotification, now: datetime, ignored: bool) -> None:
+    _new_row(item, now, ignored).save(force_insert=True)
+
+
+def _insert_unless_duplicate(item: NewNotification, now: datetime, ignored: bool) -> bool:
+    try:
+        with transaction.atomic():  # a savepoint: a duplicate must not abort the batch
+            _insert(item, now, ignored)
+        return True
+    except IntegrityError:
+        if _exists(item.dedup_key):
+            return False
+        raise
+
+
+def _exists(dedup_key: str) -> bool:
+    return WebhookNotification.objects.filter(dedup_key=dedup_key).exists()
+
+
+def _advance(stored: Sequence[NewNotification], now: datetime) -> None:
+    """Move each subscription's last_notification_at / last_message_number forward only.
+
+    One conditional UPDATE per subscription, evaluated on the row as locked by the UPDATE
+    itself, so two concurrent receivers can never move a value backwards (no
+    read-modify-write). Subscriptions are updated in id order so batches cannot deadlock.
+    last_notification_at moves in steps of LAST_HEARD_RESOLUTION_SECONDS (see there).
+    """
+    highest: dict[int, int | None] = {}
+    for item in stored:
+        number = item.message_number
+        previous = highest.get(item.subscription.pk)
+        if previous is None or (number is not None and number > previous):
+            highest[item.subscription.pk] = number
+    cutoff = now - timedelta(seconds=LAST_HEARD_RESOLUTION_SECONDS)
+    stale = Q(last_notification_at__isnull=True) | Q(last_notification_at__lt=cutoff)
+    for pk in sorted(highest):
+        changes = {"last_notification_at": Case(When(stale, then=Value(now)),
+                                                default=F("last_notification_at"))}
+        behind = stale
+        if highest[pk] is not None:
+            number = Value(highest[pk], output_field=BigIntegerField())
+            changes["last_message_number"] = Greatest(
+                Coalesce(F("last_message_number"), number), number
+            )
+            behind |= Q(last_message_number__isnull=True) | Q(last_message_number__lt=highest[pk])
+        WebhookSubscription.objects.filter(behind, pk=pk).update(**changes)
+
+
+def _notify_worker() -> None:
+    if connection.vendor == "postgresql" and _notify_due():
+        with connection.cursor() as cursor:
+            cursor.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+
+
+def _notify_due() -> bool:
+    """At most one NOTIFY per NOTIFY_MIN_INTERVAL_SECONDS per process.
+
+    NOTIFY takes a database-wide lock that is held until the transaction's commit record is
+    flushed, so notifying transactions commit one fsync at a time instead of being grouped:
+    notifying on every insert caps the receivers at one commit per fsync. One wake-up per
+    interval is enough: the worker drains everything pending once awake, and polls every
+    WORKER_IDLE_POLL_SECONDS anyway, which bounds the delay of a notification whose wake-up
+    was skipped.
+    """
+    global _last_notify
+    now = time.monotonic()
+    with _notify_lock:
+        if now - _last_notify < NOTIFY_MIN_INTERVAL_SECONDS:
+            return False
+        _last_notify = now
+        return True
+
+
+def reset_notify_throttle() -> None:
+    """Let the next store NOTIFY at once (tests)."""
+    global _last_notify
+    with _notify_lock:
+        _last_notify = 0.0
+
+
+def confirm(subscription: WebhookSubscription) -> None:
+    """A Google ``sync`` message: the channel works. Sets confirmed_at once; pending → active.
+
+    A single UPDATE, so it is safe against the subscription manager saving the same row
+    concurrently (it may still be waiting for the watch response). Like storing, it applies
+    only if the row still matches what the receiver authenticated against."""
+    now = timezone.now()
+    updated = WebhookSubscription.objects.filter(
+        pk=subscription.pk, channel_id=subscription.channel_id,
+        token_digest=subscription.token_digest, resource_id=subscription.resource_id,
+        status__in=ACCEPTING_STATUSES,
+    ).update(
+        confirmed_at=Coalesce(F("confirmed_at"), Value(now)),
+        status=Case(
+            When(status=WebhookSubscription.Status.PENDING,
+                 then=Value(WebhookSubscription.Status.ACTIVE)),
+            default=F("status"),
+        ),
+        updated_at=now,
+    )
+    if not updated:
+        subscription_cache.forget(subscription.provider, subscription.channel_id)
+        raise StaleSubscription(subscription.channel_id)

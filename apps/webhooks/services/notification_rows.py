@@ -1,0 +1,130 @@
+"""The state changes of stored notifications, for the worker (``worker.py``).
+
+Claiming is a compare-and-set under ``SELECT … FOR UPDATE SKIP LOCKED``: any number of
+workers on any number of machines share one PostgreSQL and none claims a row twice. Every state
+change after the claim is conditional on ``claimed_by`` still being the claiming worker, so a
+row reclaimed from a worker presumed dead is never finished twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from apps.calendars.services.sync_engine import backoff_delay
+from apps.webhooks.models import WebhookNotification
+
+log = logging.getLogger(__name__)
+
+# Written to a lifecycle row's error once the subscription manager has acted on it, so that a
+# retried catch-up sync does not reauthorize / recreate the subscription a second time.
+LIFECYCLE_HANDLED = "lifecycle handled; catch-up sync pending."
+Status = WebhookNotification.Status
+
+
+def due(now: datetime) -> QuerySet:
+    """Pending rows whose (retry) time has come."""
+    return WebhookNotification.objects.filter(processing_status=Status.PENDING).filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+
+
+def claim(worker_id: str, calendar_ids: list[int], limit: int,
+          now: datetime) -> list[WebhookNotification]:
+    """Mark up to ``limit`` due rows of these calendars ``processing`` for this worker (one
+    short transaction) and return them, oldest first."""
+    rows = due(now).filter(subscription__calendar_id__in=calendar_ids).order_by("received_at",
+                                                                               "id")
+    # SQLite has no row locks (and one worker): the same code without them. `of=self`
+    # locks only the notification rows, not the joined subscription rows.
+    if connection.features.has_select_for_update_skip_locked:
+        rows = rows.select_for_update(skip_locked=True, of=("self",))
+    with transaction.atomic():
+        ids = list(rows.values_list("id", flat=True)[:limit])
+        if ids:
+            WebhookNotification.objects.filter(id__in=ids).update(
+                processing_status=Status.PROCESSING, claimed_at=now, claimed_by=worker_id)
+    if not ids:
+        return []
+    return list(
+        WebhookNotification.objects.filter(id__in=ids, claimed_by=worker_id)
+        .select_related("subscription")
+        .order_by("received_at", "id")
+    )
+
+
+def held(worker_id: str, rows: list[WebhookNotification]) -> QuerySet:
+    """The rows this worker still holds (not reclaimed by another meanwhile)."""
+    return WebhookNotification.objects.filter(
+        pk__in=[r.pk for r in rows], processing_status=Status.PROCESSING, claimed_by=worker_id)
+
+
+def finish(worker_id: str, rows: list[WebhookNotification], status: str, started: float, *,
+           error: str = "") -> None:
+    """Completed / ignored / failed for good; ``started`` is a ``time.monotonic()`` value."""
+    held(worker_id, rows).update(
+        processing_status=status, processed_at=timezone.now(), next_attempt_at=None,
+        processing_time_ms=int((time.monotonic() - started) * 1000), error=error[:2000],
+    )
+
+
+def defer(worker_id: str, rows: list[WebhookNotification], seconds: float) -> None:
+    """Not an attempt: the calendar is syncing elsewhere, or its account backs off."""
+    held(worker_id, rows).update(
+        processing_status=Status.PENDING, claimed_by="", claimed_at=None,
+        next_attempt_at=timezone.now() + timedelta(seconds=seconds),
+    )
+
+
+def retry(worker_id: str, rows: list[WebhookNotification], error: str,
+          retry_after: float | None) -> str:
+    """attempts + 1; back to pending after a backoff (or Retry-After), or failed. Returns
+    'failed' when any row ran out of attempts, else 'retried'."""
+    now = timezone.now()
+    final = "retried"
+    by_attempts: dict[tuple[int, bool], list[WebhookNotification]] = defaultdict(list)
+    for row in rows:
+        handled = row.error.startswith(LIFECYCLE_HANDLED)
+        by_attempts[(row.attempts + 1, handled)].append(row)
+    for (attempts, handled), same in by_attempts.items():
+        text = f"{LIFECYCLE_HANDLED} {error}" if handled else error
+        if attempts >= settings.WORKER_MAX_ATTEMPTS:
+            held(worker_id, same).update(
+                processing_status=Status.FAILED, attempts=attempts, processed_at=now,
+                next_attempt_at=None, error=text[:2000],
+            )
+            final = "failed"
+            continue
+        delay = retry_after if retry_after is not None else backoff_delay(
+            None, attempts - 1, base=settings.WORKER_RETRY_BASE_SECONDS,
+            cap=settings.WORKER_RETRY_MAX_SECONDS)
+        held(worker_id, same).update(
+            processing_status=Status.PENDING, attempts=attempts, claimed_by="",
+            claimed_at=None, next_attempt_at=now + timedelta(seconds=delay), error=text[:2000],
+        )
+    return final
+
+
+def reclaim_stuck() -> int:
+    """Rows a dead worker left in ``processing`` go back to pending (an attempt is counted, so
+    a row that kills every worker that touches it ends as failed)."""
+    cutoff = timezone.now() - timedelta(seconds=settings.WORKER_VISIBILITY_TIMEOUT_SECONDS)
+    stuck = WebhookNotification.objects.filter(
+        processing_status=Status.PROCESSING, claimed_at__lt=cutoff)
+    failed = stuck.filter(attempts__gte=settings.WORKER_MAX_ATTEMPTS - 1).update(
+        processing_status=Status.FAILED, attempts=F("attempts") + 1,
+        processed_at=timezone.now(), error="abandoned by a worker (visibility timeout)",
+    )
+    back = stuck.update(
+        processing_status=Status.PENDING, attempts=F("attempts") + 1, claimed_by="",
+        claimed_at=None, next_attempt_at=None, error="reclaimed after the visibility timeout",
+    )
+    if failed or back:
+        log.warning("reclaimed %d stuck notification(s), %d failed for good", back, failed)
+    return back + failed

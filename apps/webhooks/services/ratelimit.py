@@ -1,0 +1,136 @@
+"""Rate limiting of abusive webhook sources, on the shared Django cache.
+
+Only what a receiver would refuse anyway is limited: rejected or malformed requests per client
+address, and requests per unknown channel. A valid notification never passes through here, so
+it is never refused for rate (a burst for one calendar costs one sync: the worker coalesces).
+
+Fixed windows: one counter per (scope, identifier, window) with the window's length as its
+expiry. Identifiers are hashed so that attacker-chosen strings never become cache keys.
+
+When the cache is unreachable the limiter fails open (the request is allowed), stops asking the
+cache for a few seconds so that every request does not pay a connect timeout, and records it:
+a Prometheus counter, a ``rate_limit_fail_open`` WebhookCounter row (visible to every process,
+e.g. the health monitor) and :func:`fail_open_state` for this process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest
+
+from apps.webhooks.services import counters
+from calendar_sync.metrics import RATE_LIMIT_FAIL_OPEN
+
+logger = logging.getLogger(__name__)
+
+# After a cache failure, skip the cache for this long (fail open without waiting on it).
+CACHE_RETRY_AFTER_SECONDS = 5.0
+FAIL_OPEN_COUNTER_KIND = "rate_limit_fail_open"
+
+
+@dataclass(frozen=True)
+class Decision:
+    limited: bool
+    retry_after: int = 0  # seconds until the window ends (for the Retry-After header)
+
+
+ALLOWED = Decision(limited=False)
+
+
+class _FailOpen:
+    """This process's record of the cache being unreachable."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.skip_until = 0.0  # monotonic
+        self.last_failure_at = 0.0  # wall clock, 0 = never
+        self.count = 0
+
+    def failed(self) -> None:
+        with self.lock:
+            self.skip_until = time.monotonic() + CACHE_RETRY_AFTER_SECONDS
+            self.last_failure_at = time.time()
+            self.count += 1
+
+    def skipping(self) -> bool:
+        return time.monotonic() < self.skip_until
+
+    def reset(self) -> None:
+        with self.lock:
+            self.skip_until, self.last_failure_at, self.count = 0.0, 0.0, 0
+
+
+_state = _FailOpen()
+
+
+def hit(scope: str, identifier: str, provider: str) -> Decision:
+    """Count one refused request for (scope, identifier); say whether it is over the limit."""
+    if not settings.WEBHOOK_RATE_LIMIT_ENABLED:
+        return ALLOWED
+    if _state.skipping():
+        _record_fail_open(provider)
+        return ALLOWED
+    window = settings.WEBHOOK_RATE_LIMIT_WINDOW_SECONDS
+    now = time.time()
+    index = int(now // window)
+    digest = hashlib.sha256(identifier.encode("utf-8", "backslashreplace")).hexdigest()[:32]
+    key = f"webhooks:rl:{scope}:{digest}:{index}"
+    try:
+        cache.add(key, 0, timeout=window + 1)
+        count = cache.incr(key)
+    except ValueError:
+        # The key expired between add and incr: this request opens a new window.
+        count = 1
+    except Exception:  # noqa: BLE001 - any cache failure means "cannot decide": allow
+        _state.failed()
+        _record_fail_open(provider)
+        logger.warning("rate limiter: cache unreachable, failing open")
+        return ALLOWED
+    if count <= settings.WEBHOOK_RATE_LIMIT_MAX_REQUESTS:
+        return ALLOWED
+    return Decision(limited=True, retry_after=max(1, math.ceil((index + 1) * window - now)))
+
+
+def _record_fail_open(provider: str) -> None:
+    RATE_LIMIT_FAIL_OPEN.inc()
+    counters.count_event(provider, FAIL_OPEN_COUNTER_KIND)
+
+
+def fail_open_state() -> dict:
+    """Whether this process is currently letting requests through unchecked, for health."""
+    return {
+        "failing_open": _state.skipping(),
+        "last_failure_at": _state.last_failure_at or None,
+        "fail_open_count": _state.count,
+    }
+
+
+def reset_fail_open_state() -> None:
+    _state.reset()
+
+
+def client_ip(request: HttpRequest) -> str:
+    """The client's address: the peer, or the last untrusted X-Forwarded-For hop behind a
+    trusted proxy (earlier hops are client-supplied and could be forged)."""
+    peer = request.META.get("REMOTE_ADDR", "") or ""
+    trusted = set(settings.WEBHOOK_TRUSTED_PROXIES)
+    if peer not in trusted:
+        return peer
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    for hop in reversed([h.strip() for h in forwarded.split(",")]):
+        try:
+            address = str(ipaddress.ip_address(hop))
+        except ValueError:
+            break  # garbage: stop believing the header here
+        if address not in trusted:
+            return address
+    return peer

@@ -1,0 +1,8 @@
+"""The project's URL map plus the benchmark's baseline view (mounted only by bench.settings)."""
+
+from django.urls import path
+
+from bench.baseline import baseline
+from calendar_sync.urls import urlpatterns as project_urlpatterns
+
+urlpatterns = [path("bench/baseline/", baseline, name="bench-baseline"), *project_urlpatterns]

@@ -1,0 +1,247 @@
+"""Durable acknowledgement: a 2xx leaves only after the row committed; a database that is
+down, hangs or dies mid-request gets the provider a quick 503 (it retries), never a 2xx."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg2
+import pytest
+from django.db import OperationalError, close_old_connections, connection
+from test_google_receiver import RESOURCE_ID, google_headers, post
+from webhook_cases import make_microsoft_calendar, make_subscription, reset_receiver_state
+
+from apps.webhooks.models import WebhookNotification
+from apps.webhooks.services import ingest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Runs in a fresh interpreter whose DATABASE_URL points at a dead (or hung) server.
+PROBE = r"""
+import json, sys, time
+import django
+django.setup()
+from django.test import Client
+
+client = Client(HTTP_HOST="localhost", raise_request_exception=False)
+goog = {"X-Goog-Channel-ID": "c1", "X-Goog-Channel-Token": "t", "X-Goog-Resource-ID": "r1",
+        "X-Goog-Resource-State": "exists", "X-Goog-Message-Number": "12"}
+item = {"subscriptionId": "s1", "clientState": "x", "changeType": "updated",
+        "resource": "Users/1/Events/2"}
+cases = {
+    "google": lambda: client.post("/webhooks/google/", data=b"",
+                                  content_type="application/octet-stream", headers=goog),
+    "graph": lambda: client.post("/webhooks/microsoft/", data=json.dumps({"value": [item]}),
+                                 content_type="application/json"),
+    "graph_validation": lambda: client.post(
+        "/webhooks/microsoft/?validationToken=hello%20graph", data=b"",
+        content_type="text/plain"),
+    "lifecycle_validation": lambda: client.post(
+        "/webhooks/microsoft/lifecycle/?validationToken=hi", data=b"",
+        content_type="text/plain"),
+}
+out = {}
+for name in sys.argv[1:]:
+    started = time.perf_counter()
+    response = cases[name]()
+    out[name] = {"status": response.status_code, "body": response.content.decode(),
+                 "retry_after": response.get("Retry-After"),
+                 "seconds": time.perf_counter() - started}
+print(json.dumps(out))
+"""
+
+
+def run_probe(database_url: str, *cases: str) -> dict:
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="settings.test", DATABASE_URL=database_url)
+    done = subprocess.run([sys.executable, "-c", PROBE, *cases], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_with_the_database_down_notifications_get_a_quick_503_and_validation_still_works():
+    result = run_probe("postgres://postgres@127.0.0.1:1/calendar_sync", "google", "graph",
+                       "graph_validation", "lifecycle_validation")
+    for name in ("google", "graph"):
+        assert result[name]["status"] == 503
+        assert result[name]["retry_after"] == "5"
+        assert result[name]["seconds"] < 1
+        assert "Traceback" not in result[name]["body"]
+        assert "127.0.0.1" not in result[name]["body"]  # no connection details leak
+    assert (result["graph_validation"]["status"], result["graph_validation"]["body"]) == (
+        200, "hello graph")
+    assert (result["lifecycle_validation"]["status"], result["lifecycle_validation"]["body"]) \
+        == (200, "hi")
+
+
+@pytest.mark.slow
+def test_a_hung_database_gets_a_503_within_the_connect_timeout():
+    # A server that accepts connections and never says a word.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted = []
+    stop = threading.Event()
+
+    def accept_and_hold():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    holder = threading.Thread(target=accept_and_hold, daemon=True)
+    holder.start()
+    try:
+        port = listener.getsockname()[1]
+        result = run_probe(f"postgres://postgres@127.0.0.1:{port}/x?connect_timeout=2", "google")
+    finally:
+        stop.set()
+        holder.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
+    assert result["google"]["status"] == 503
+    assert result["google"]["seconds"] < 4
+
+
+@pytest.fixture
+def _fresh():
+    reset_receiver_state()
+    yield
+    reset_receiver_state()
+
+
+def _count_rows_from_another_connection(table: str) -> int:
+    return _query_another_connection(f"SELECT count(*) FROM {table}", [])
+
+
+def _count_from_another_connection(dedup_key: str) -> int:
+    return _query_another_connection(
+        "SELECT count(*) FROM webhooks_webhooknotification WHERE dedup_key = %s", [dedup_key])
+
+
+def _query_another_connection(sql: str, params: list) -> int:
+    settings_db = connection.settings_dict
+    other = psycopg2.connect(dbname=settings_db["NAME"], user=settings_db["USER"],
+                             password=settings_db["PASSWORD"], host=settings_db["HOST"],
+                             port=settings_db["PORT"] or 5432)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()[0]
+    finally:
+        other.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_row_is_committed_before_the_2xx_leaves(client, google_calendar, _fresh):
+    sub, token = make_subscription(google_calendar, "google", "active", RESOURCE_ID)
+    response = post(client, google_headers(sub.channel_id, token, n=31))
+    assert response.status_code == 200
+    assert _count_from_another_connection(f"google:{sub.channel_id}:31") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_commit_of_a_batch_is_a_503_and_leaves_no_row(client, user, monkeypatch,
+                                                              _fresh):
+    # A Graph batch is stored in one transaction.atomic(): its COMMIT is the step that fails.
+    sub, secret = make_subscription(make_microsoft_calendar(user), "microsoft")
+    items = [{"subscriptionId": sub.channel_id, "clientState": secret, "changeType": "updated",
+              "resource": f"Users/1/Events/{n}"} for n in range(2)]
+
+    def commit_fails():
+        raise OperationalError("could not send data to server")
+
+    monkeypatch.setattr(connection, "commit", commit_fails)
+    response = client.post("/webhooks/microsoft/", data=json.dumps({"value": items}),
+                           content_type="application/json")
+    monkeypatch.undo()
+    assert response.status_code == 503
+    assert _count_rows_from_another_connection("webhooks_webhooknotification") == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_killed_before_the_store_is_a_503_then_service_resumes(
+        client, google_calendar, monkeypatch, _fresh):
+    sub, token = make_subscription(google_calendar, "google", "active", RESOURCE_ID)
+    real_store = ingest.store
+
+    def store_after_the_server_killed_us(batch, **kwargs):
+        pid = connection.connection.info.backend_pid
+        admin = psycopg2.connect(**{k: v for k, v in connection.get_connection_params().items()
+                                    if k in {"dbname", "user", "password", "host", "port"}})
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+        admin.close()
+        return real_store(batch, **kwargs)
+
+    monkeypatch.setattr(ingest, "store", store_after_the_server_killed_us)
+    killed = post(client, google_headers(sub.channel_id, token, n=33))
+    monkeypatch.undo()
+    assert killed.status_code == 503
+    assert killed["Retry-After"] == "5"
+    # Until the end-of-request clean-up the connection stays closed: InterfaceError, still 503.
+    assert post(client, google_headers(sub.channel_id, token, n=33)).status_code == 503
+    # What the WSGI server does at the end of every request (the test client does not):
+    # a connection that saw errors and is unusable is closed, so the next request reconnects.
+    close_old_connections()
+    retried = post(client, google_headers(sub.channel_id, token, n=33))
+    assert retried.status_code == 200
+    assert WebhookNotification.objects.filter(dedup_key=f"google:{sub.channel_id}:33").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_redeliveries_store_one_row_and_all_get_a_2xx(google_calendar, _fresh):
+    from django.db import connections
+    from django.test import Client
+
+    sub, token = make_subscription(google_calendar, "google", "active", RESOURCE_ID)
+    barrier = threading.Barrier(6)
+    codes = []
+
+    def deliver():
+        try:
+            barrier.wait()
+            codes.append(post(Client(), google_headers(sub.channel_id, token, n=77)).status_code)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=deliver) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert codes == [200] * 6
+    assert WebhookNotification.objects.filter(subscription=sub).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stored_notification_wakes_a_listening_worker(client, google_calendar, _fresh):
+    sub, token = make_subscription(google_calendar, "google", "active", RESOURCE_ID)
+    params = connection.get_connection_params()
+    listener = psycopg2.connect(**{k: v for k, v in params.items()
+                                   if k in {"dbname", "user", "password", "host", "port"}})
+    listener.autocommit = True
+    try:
+        with listener.cursor() as cursor:
+            cursor.execute(f"LISTEN {ingest.NOTIFY_CHANNEL}")
+        ingest.reset_notify_throttle()
+        assert post(client, google_headers(sub.channel_id, token, n=41)).status_code == 200
+        deadline = time.monotonic() + 5
+        while not listener.notifies and time.monotonic() < deadline:
+            select.select([listener], [], [], 0.1)
+            listener.poll()
+        assert [n.channel for n in listener.notifies] == [ingest.NOTIFY_CHANNEL]
+    finally:
+        listener.close()
