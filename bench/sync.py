@@ -67,7 +67,8 @@ def _recreate_database() -> None:
     conn.close()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free loopback port (also used by the tests' process helpers)."""
     import socket
 
     with socket.socket() as sock:
@@ -75,7 +76,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_http(url: str, seconds: float = 30) -> None:
+def wait_http(url: str, seconds: float = 30.0) -> None:
+    """Wait until ``url`` answers below 500 (a process we started is up), or raise."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
@@ -84,7 +86,7 @@ def _wait_http(url: str, seconds: float = 30) -> None:
         except requests.RequestException:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
+    raise RuntimeError(f"{url} did not come up within {seconds}s")
 
 
 class World:
@@ -92,7 +94,7 @@ class World:
     are created through the sandbox admin API."""
 
     def __init__(self, log_dir: Path) -> None:
-        self.sandbox_port, self.port = _free_port(), _free_port()
+        self.sandbox_port, self.port = free_port(), free_port()
         self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_dir = log_dir
@@ -107,7 +109,7 @@ class World:
 
         self._spawn("sandbox", [sys.executable, "-m", "sandbox", "--port",
                                 str(self.sandbox_port), "--seed", "7", "--workers", "8"])
-        _wait_http(f"{self.sandbox_url}/_sandbox/health")
+        wait_http(f"{self.sandbox_url}/_sandbox/health")
         self.session.post(f"{self.sandbox_url}/_sandbox/faults", timeout=10,
                           json={"push_retry_base_seconds": 0.2}).raise_for_status()
         for name in ("SANDBOX_URL", "GOOGLE_API_BASE_URL", "GOOGLE_OAUTH_BASE_URL",
@@ -118,7 +120,7 @@ class World:
         self._spawn("web", [sys.executable, "-m", "gunicorn", "calendar_sync.wsgi:application",
                             "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}",
                             "--no-control-socket"])
-        _wait_http(f"{self.base_url}/webhooks/health/")
+        wait_http(f"{self.base_url}/webhooks/health/")
         self._spawn("worker", [sys.executable, "manage.py", "process_notifications"])
 
     def _spawn(self, name: str, args: list[str]) -> None:

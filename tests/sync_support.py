@@ -14,6 +14,8 @@ from typing import Any
 
 import requests
 
+from bench.sync import free_port, wait_http  # noqa: F401 - re-exported for the e2e tests
+
 _counter = itertools.count(1)
 
 
@@ -201,28 +203,7 @@ def process_env(sandbox_url: str, **extra: str) -> dict[str, str]:
 
 
 # --- real processes (gunicorn, workers) for end-to-end tests ------------------------------------
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, seconds: float = 30.0) -> None:
-    import time
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=1).status_code < 500:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not come up within {seconds}s")
-
+# free_port / wait_http are the benchmark's (re-exported above).
 
 class Processes:
     """Subprocesses started by a test, each logging to a file; all stopped on exit."""

@@ -10,24 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
+from sync_support import counter as call_count  # noqa: F401 - the sandbox admin API helpers
+from sync_support import sandbox_state, set_faults  # noqa: F401
 
 _serial = itertools.count(1)
-
-
-def sandbox_state(url: str) -> dict[str, Any]:
-    response = requests.get(f"{url}/_sandbox/state", timeout=10)
-    response.raise_for_status()
-    return response.json()
-
-
-def set_faults(url: str, **config: Any) -> dict[str, Any]:
-    response = requests.post(f"{url}/_sandbox/faults", json=config, timeout=10)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def call_count(url: str, key: str) -> int:
-    return int(sandbox_state(url)["counters"].get(key, 0))
 
 
 def follow_clock(url: str) -> None:

@@ -21,7 +21,15 @@ from django.utils import timezone
 from apps.calendars.models import CalendarAccount
 from apps.calendars.providers import oauth
 from apps.calendars.providers.base import ProviderClient
-from apps.calendars.providers.errors import AuthRevoked, ProviderError, Transient
+from apps.calendars.providers.errors import (
+    AuthRevoked,
+    ClientError,
+    NotFound,
+    ProviderError,
+    RateLimited,
+    Transient,
+    parse_retry_after,
+)
 from calendar_sync import http
 
 _TOKEN_FIELDS = ("access_token", "refresh_token", "token_expires_at")
@@ -30,10 +38,42 @@ _TOKEN_FIELDS = ("access_token", "refresh_token", "token_expires_at")
 class AuthorizedClient(ProviderClient):
     label = ""  # "Google" / "Microsoft", for messages
 
+    # --- errors -------------------------------------------------------------------------------
+    def error_for(self, response: requests.Response, operation: str) -> ProviderError | None:
+        """The typed error for a response (None for a success). Never includes a secret: the
+        message holds the status, the provider's reason codes and its (trimmed) message."""
+        status = response.status_code
+        if status < 400:
+            return None
+        reasons, detail = self.error_details(error_object(response))
+        message = f"{self.label} {operation} answered {status}"
+        if reasons:
+            message += f" ({', '.join(sorted(reasons))})"
+        if detail:
+            message += f": {short(detail)}"
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        special = self.provider_error(status, reasons, operation, message, retry_after)
+        if special is not None:
+            return special
+        if status == 429:
+            return RateLimited(message, status_code=status, retry_after=retry_after)
+        if status == 401:
+            return AuthRevoked(message, status_code=status)
+        if status == 404:
+            return NotFound(message, status_code=status)
+        if status >= 500:
+            return Transient(message, status_code=status, retry_after=retry_after)
+        return ClientError(message, status_code=status)
+
     # --- provider specifics -------------------------------------------------------------------
     @abstractmethod
-    def error_for(self, response: requests.Response, operation: str) -> ProviderError | None:
-        """The typed error for a response (None for a success). Never includes a secret."""
+    def error_details(self, error: dict[str, Any]) -> tuple[set[str], str]:
+        """(reason codes, message) from the body's ``error`` object ({} when there is none)."""
+
+    @abstractmethod
+    def provider_error(self, status: int, reasons: set[str], operation: str, message: str,
+                       retry_after: float | None) -> ProviderError | None:
+        """The provider's own mappings, checked before the common ones (None: no opinion)."""
 
     # --- tokens -------------------------------------------------------------------------------
     def ensure_access_token(self) -> str:
@@ -153,6 +193,16 @@ def _apply_grant(account: CalendarAccount, grant: oauth.TokenGrant) -> None:
     account.token_expires_at = grant.expires_at
     if grant.refresh_token:  # Microsoft rotation: the old one is spent from now on
         account.refresh_token = grant.refresh_token
+
+
+def error_object(response: requests.Response) -> dict[str, Any]:
+    """The ``error`` object of a JSON error body (Google and Graph both use one), or {}."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {}
 
 
 def short(text: Any, limit: int = 200) -> str:

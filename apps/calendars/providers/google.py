@@ -8,23 +8,19 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import requests
 from django.conf import settings
 from django.utils import timezone
 
 from apps.calendars.models import Calendar
-from apps.calendars.providers.authorized import AuthorizedClient, short
+from apps.calendars.providers.authorized import AuthorizedClient
 from apps.calendars.providers.base import ChangePage, EventChange, RemoteCalendar, WatchResult
 from apps.calendars.providers.errors import (
-    AuthRevoked,
     BadEvent,
-    ClientError,
     CursorExpired,
     NotFound,
     ProviderError,
     RateLimited,
     Transient,
-    parse_retry_after,
 )
 
 # 403 reasons that are quota/rate problems, not permission problems [err][quota].
@@ -45,31 +41,21 @@ class GoogleClient(AuthorizedClient):
         return self._api(f"/calendars/{quote(calendar.provider_calendar_id, safe='')}/events")
 
     # --- errors -------------------------------------------------------------------------------
-    def error_for(self, response: requests.Response, operation: str) -> ProviderError | None:
-        status = response.status_code
-        if status < 400:
-            return None
-        reasons, detail = _error_details(response)
-        message = f"Google {operation} answered {status}"
-        if reasons:
-            message += f" ({', '.join(sorted(reasons))})"
-        if detail:
-            message += f": {short(detail)}"
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if status == 429 or (status == 403 and reasons & RATE_LIMIT_REASONS):
+    def error_details(self, error: dict[str, Any]) -> tuple[set[str], str]:
+        reasons = {str(e.get("reason")) for e in error.get("errors") or []
+                   if isinstance(e, dict) and e.get("reason")}
+        return reasons, str(error.get("message") or "")
+
+    def provider_error(self, status: int, reasons: set[str], operation: str, message: str,
+                       retry_after: float | None) -> ProviderError | None:
+        if status == 403 and reasons & RATE_LIMIT_REASONS:  # quota, not permission [err]
             return RateLimited(message, status_code=status, retry_after=retry_after)
-        if status == 401:
-            return AuthRevoked(message, status_code=status)
-        if status == 404:
-            return NotFound(message, status_code=status)
         if status == 410:
             # `deleted`: the event is already gone; anything else on a list means resync.
             if "deleted" in reasons:
                 return NotFound(message, status_code=status)
             return CursorExpired(message, status_code=status)
-        if status >= 500:
-            return Transient(message, status_code=status, retry_after=retry_after)
-        return ClientError(message, status_code=status)
+        return None
 
     # --- calendars and events -----------------------------------------------------------------
     def list_calendars(self) -> list[RemoteCalendar]:
@@ -174,19 +160,6 @@ class GoogleClient(AuthorizedClient):
     def stop(self, channel_id: str, resource_id: str) -> None:
         self.send("POST", self._api("/channels/stop"), "channels.stop",
                   json={"id": channel_id, "resourceId": resource_id})
-
-
-def _error_details(response: requests.Response) -> tuple[set[str], str]:
-    try:
-        body = response.json()
-    except ValueError:
-        return set(), ""
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return set(), ""
-    reasons = {str(e.get("reason")) for e in error.get("errors") or []
-               if isinstance(e, dict) and e.get("reason")}
-    return reasons, str(error.get("message") or "")
 
 
 def _event_time(node: Any, event_id: str, side: str) -> tuple[datetime, bool]:

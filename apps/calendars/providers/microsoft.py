@@ -14,23 +14,19 @@ from typing import Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import requests
 from django.conf import settings
 from django.utils import timezone
 
 from apps.calendars.models import Calendar
-from apps.calendars.providers.authorized import AuthorizedClient, short
+from apps.calendars.providers.authorized import AuthorizedClient
 from apps.calendars.providers.base import ChangePage, EventChange, RemoteCalendar, WatchResult
 from apps.calendars.providers.errors import (
-    AuthRevoked,
     BadEvent,
     ClientError,
     CursorExpired,
     NotFound,
     ProviderError,
-    RateLimited,
     Transient,
-    parse_retry_after,
 )
 
 # Graph error codes meaning "this delta token is no longer valid: start a new round".
@@ -68,28 +64,18 @@ class MicrosoftClient(AuthorizedClient):
         return f"{settings.MS_GRAPH_BASE_URL}/v1.0{path}"
 
     # --- errors -------------------------------------------------------------------------------
-    def error_for(self, response: requests.Response, operation: str) -> ProviderError | None:
-        status = response.status_code
-        if status < 400:
-            return None
-        code, detail = _error_details(response)
-        message = f"Microsoft {operation} answered {status}"
-        if code:
-            message += f" ({code})"
-        if detail:
-            message += f": {short(detail)}"
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if code.lower() in CURSOR_CODES or (status == 410 and operation == "events.delta"):
+    def error_details(self, error: dict[str, Any]) -> tuple[set[str], str]:
+        code = str(error.get("code") or "")
+        return ({code} if code else set()), str(error.get("message") or "")
+
+    def provider_error(self, status: int, reasons: set[str], operation: str, message: str,
+                       retry_after: float | None) -> ProviderError | None:
+        expired = {r.lower() for r in reasons} & CURSOR_CODES
+        if expired or (status == 410 and operation == "events.delta"):
             return CursorExpired(message, status_code=status)
-        if status == 429:
-            return RateLimited(message, status_code=status, retry_after=retry_after)
-        if status == 401:
-            return AuthRevoked(message, status_code=status)
-        if status in (404, 410):
+        if status == 410:
             return NotFound(message, status_code=status)
-        if status >= 500:
-            return Transient(message, status_code=status, retry_after=retry_after)
-        return ClientError(message, status_code=status)
+        return None
 
     # --- calendars and events -----------------------------------------------------------------
     def list_calendars(self) -> list[RemoteCalendar]:
@@ -215,17 +201,6 @@ class MicrosoftClient(AuthorizedClient):
 
     def _subscription_url(self, subscription_id: str) -> str:
         return self._api(f"/subscriptions/{quote(subscription_id, safe='')}")
-
-
-def _error_details(response: requests.Response) -> tuple[str, str]:
-    try:
-        body = response.json()
-    except ValueError:
-        return "", ""
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return "", ""
-    return str(error.get("code") or ""), str(error.get("message") or "")
 
 
 def _iso_z(value: datetime) -> str:

@@ -30,6 +30,8 @@ from apps.calendars.services.sync_engine import SyncResult, sync_calendar
 log = logging.getLogger(__name__)
 
 Covered = Callable[[Calendar], bool]
+# Due calendars read per database round trip during a pass.
+POLL_CHUNK_SIZE = 200
 
 
 @dataclass
@@ -95,7 +97,9 @@ def poll_due_calendars(*, is_covered: Covered | None = None,
     now = timezone.now()
     silent = set(silent_calendar_ids)
     summary = PollSummary(silent_subscriptions=len(silent))
-    for calendar in due_calendars(now)[:limit] if limit else due_calendars(now):
+    due = due_calendars(now)
+    # Streamed in chunks: a pass may find thousands of calendars due.
+    for calendar in (due[:limit] if limit else due).iterator(chunk_size=POLL_CHUNK_SIZE):
         summary.due += 1
         covered = bool(is_covered(calendar)) if is_covered else False
         reason = poll_reason(calendar, covered=covered, silent=calendar.pk in silent, now=now)

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -40,6 +38,7 @@ from apps.calendars.providers.errors import (
     Transient,
 )
 from calendar_sync import metrics
+from calendar_sync.locks import advisory_lock
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +46,6 @@ log = logging.getLogger(__name__)
 LOCK_NAMESPACE = 0x43534E43
 _EVENT_FIELDS = ["etag", "status", "summary", "location", "start", "end", "all_day",
                  "recurring_event_id", "raw", "updated_at"]
-_local_locks: set[int] = set()  # SQLite (one worker): the lock is per process
-_local_guard = threading.Lock()
 
 
 class Outcome:
@@ -141,38 +138,10 @@ def _sync_locked(calendar: Calendar, *, force_full: bool) -> SyncResult:
 
 # --- locking ------------------------------------------------------------------------------
 
-@contextmanager
-def calendar_lock(calendar_id: int) -> Iterator[bool]:
-    """Yield True if this process now holds the calendar's sync lock, False if another has it.
-
-    PostgreSQL: a session-level advisory lock, so it is held across the provider calls without
-    keeping a transaction open, and released by the server if the process dies (kill -9).
-    """
-    if connection.vendor != "postgresql":
-        with _local_guard:
-            acquired = calendar_id not in _local_locks
-            _local_locks.add(calendar_id)
-        try:
-            yield acquired
-        finally:
-            if acquired:
-                with _local_guard:
-                    _local_locks.discard(calendar_id)
-        return
-    key = calendar_id & 0x7FFFFFFF
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_NAMESPACE, key])
-        acquired = bool(cursor.fetchone()[0])
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_NAMESPACE, key])
-            except DatabaseError:
-                # The session is gone, and the server released the lock with it.
-                log.warning("could not release the sync lock of calendar %s", calendar_id)
+def calendar_lock(calendar_id: int) -> AbstractContextManager[bool]:
+    """Yields True if this process now holds the calendar's sync lock, False if another has it
+    (a session advisory lock: held across provider calls, freed if the process dies)."""
+    return advisory_lock(LOCK_NAMESPACE, calendar_id)
 
 
 # --- fetch and parse (no transaction open) --------------------------------------------------

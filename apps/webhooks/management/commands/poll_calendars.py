@@ -11,6 +11,7 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.db import DatabaseError, connection
 
 from apps.calendars.services.polling import poll_due_calendars
 from apps.webhooks.services.polling_policy import push_coverage, silent_subscriptions
@@ -27,12 +28,14 @@ class Command(BaseCommand):
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._request_stop)
         while True:
-            silent = silent_subscriptions()
-            summary = poll_due_calendars(
-                is_covered=push_coverage(),
-                silent_calendar_ids={sub.calendar_id for sub in silent},
-            )
-            self.stdout.write(f"poll: {summary.as_text()}")
+            try:
+                self._poll_once()
+            except DatabaseError as exc:
+                if options["once"]:
+                    raise
+                # The long-running poller outlives a database restart: next pass, reconnected.
+                self.stderr.write(f"poll: pass failed ({type(exc).__name__}: {exc})")
+                connection.close()
             if options["once"]:
                 return
             deadline = time.monotonic() + settings.POLL_PASS_SECONDS
@@ -40,6 +43,14 @@ class Command(BaseCommand):
                 time.sleep(0.5)
             if self._stop:
                 return
+
+    def _poll_once(self) -> None:
+        silent = silent_subscriptions()
+        summary = poll_due_calendars(
+            is_covered=push_coverage(),
+            silent_calendar_ids={sub.calendar_id for sub in silent},
+        )
+        self.stdout.write(f"poll: {summary.as_text()}")
 
     def _request_stop(self, signum, frame):
         self._stop = True
