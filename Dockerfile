@@ -8,8 +8,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DJANGO_SETTINGS_MODULE=settings.production \
     LOG_DIR=/app/logs \
     VAR_DIR=/app/var \
-    STATIC_ROOT=/app/staticfiles \
-    PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus
+    STATIC_ROOT=/app/staticfiles
+# PROMETHEUS_MULTIPROC_DIR is set by gunicorn.conf.py (/app/var/prometheus) for the web processes
+# only: the worker and scheduler containers cannot share it (each has its own filesystem and
+# numbers its processes from 1), so there it would only pile up files nobody reads. See
+# README "Metrics in containers".
 
 WORKDIR /app
 
@@ -25,8 +28,8 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 COPY . .
-RUN mkdir -p /app/logs /app/var /app/staticfiles /tmp/prometheus \
-    && chown app:app /app/logs /app/var /app/staticfiles /tmp/prometheus
+RUN mkdir -p /app/logs /app/var /app/staticfiles \
+    && chown app:app /app/logs /app/var /app/staticfiles
 
 USER app
 EXPOSE 8000

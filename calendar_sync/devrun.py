@@ -50,6 +50,9 @@ def _env() -> dict[str, str]:
     env.setdefault("LOG_DIR", str(VAR / "log"))
     env.setdefault("LOCK_DIR", str(VAR / "run"))
     env.setdefault("GUNICORN_WORKERS", "2")
+    # One Prometheus directory for every process (gunicorn, the worker, the scheduler's jobs),
+    # so /metrics also reports the worker's syncs and provider calls, not only the web's.
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR / "prometheus"))
     return env
 
 
@@ -131,7 +134,16 @@ def _start_background(group: ProcessGroup) -> list[str]:
     return started
 
 
+def _fresh_metrics_dir() -> None:
+    """Exists before any process counts into it; a previous run's files would add up."""
+    directory = Path(_env()["PROMETHEUS_MULTIPROC_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
 def main() -> int:
+    _fresh_metrics_dir()
     _manage("migrate", "--noinput", "-v", "0")
     group = ProcessGroup(ROOT, _env())
     traffic: DemoTraffic | None = None

@@ -1,8 +1,8 @@
 """Prometheus metric definitions shared by every process (web, worker, commands).
 
 Under gunicorn the exposition is multiprocess-safe when ``PROMETHEUS_MULTIPROC_DIR`` is set
-(gunicorn.conf.py and the Dockerfile set it). Labels are bounded: provider, outcome, kind,
-operation — never an id.
+(gunicorn.conf.py sets it; `make run` gives it to every process it starts). Labels are
+bounded: provider, outcome, kind, operation — never an id.
 """
 
 from __future__ import annotations

@@ -52,8 +52,10 @@ def purge(label: str, queryset: QuerySet, batch_size: int, *, dry_run: bool = Fa
         if not pks:
             break
         with transaction.atomic():
-            # Collector cascades (an incident's deliveries) within the batch.
-            _, per_model = model._base_manager.filter(pk__in=pks).delete()
+            # The condition again: a row that changed since it was read (a failed notification
+            # requeued meanwhile) stays. Collector cascades (an incident's deliveries) within
+            # the batch.
+            _, per_model = queryset.filter(pk__in=pks).delete()
         last_pk = pks[-1]
         result.batches += 1
         result.deleted += per_model.get(model._meta.label, 0)

@@ -22,14 +22,10 @@ from urllib.parse import quote
 from django.conf import settings
 from django.db import connection
 
+from bench.sync import free_port  # the one helper; re-exported for the deploy tests
+
 ROOT = Path(__file__).resolve().parents[2]
 NGINX = "/usr/sbin/nginx"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def child_database_url() -> str:

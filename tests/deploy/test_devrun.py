@@ -82,6 +82,12 @@ def test_make_run_brings_up_the_demo_and_ctrl_c_stops_every_process(tmp_path):
             assert dashboard.status_code == 200
             assert dashboard.json()["health"]["metrics"]["subscriptions"][
                 "active_subscriptions"] >= 1
+        # Only the worker observes processing time: /metrics (gunicorn) must merge its files.
+        exposition = requests.get(f"{base}/metrics", timeout=30).text
+        counts = re.findall(
+            r"^calendar_sync_notification_processing_seconds_count\{[^}]*\} (\S+)$",
+            exposition, flags=re.M)
+        assert sum(float(n) for n in counts) >= 1, "the worker's metrics are missing"
         started = _children(run.pid)
         assert len(started) >= 5  # sandbox, gunicorn master + workers, worker, scheduler
     finally:

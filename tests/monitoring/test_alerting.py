@@ -148,6 +148,22 @@ def test_a_channel_that_crashes_is_recorded_and_the_others_still_deliver(all_cha
     assert len(seen(all_channels, mailoutbox)["slack"]) == 1
 
 
+def test_a_crash_quoting_the_slack_url_leaks_it_neither_to_the_log_nor_the_record(
+        all_channels, mailoutbox, settings, monkeypatch, caplog):
+    from calendar_sync import http
+
+    def broken_post(url, payload, **kwargs):
+        raise ValueError(f"cannot post to {url}")
+
+    monkeypatch.setattr(http, "post_json", broken_post)
+    run(doc(alert()))
+    slack = AlertDelivery.objects.get(channel="slack")
+    assert not slack.succeeded and "ValueError" in slack.error
+    secret_path = "T000/B000/XXXSECRET"
+    assert secret_path not in slack.error and secret_path not in caplog.text
+    assert "alert channel slack crashed" in caplog.text
+
+
 def test_overlapping_checks_do_not_both_repeat_an_incident(all_channels, mailoutbox, settings):
     settings.ALERT_REPEAT_INTERVAL_SECONDS = 60
     with time_machine.travel(T0, tick=False) as clock:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from datetime import UTC, datetime
 
 import pytest
@@ -13,6 +12,7 @@ from apps.monitoring.channels.email import EmailChannel
 from apps.monitoring.channels.pagerduty import PagerDutyChannel
 from apps.monitoring.channels.slack import SlackChannel
 from apps.monitoring.channels.webhook import WebhookChannel
+from bench.sync import free_port  # nothing listens there: a refused connection
 from tests.monitoring.conftest import fault, sinks
 
 OPENED = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
@@ -23,12 +23,6 @@ def message(event: str = "opened", level: str = "critical") -> AlertMessage:
                         title="12 failed subscriptions", text="12 push subscriptions failed.",
                         opened_at=OPENED, at=OPENED, details={"value": 12},
                         dashboard_url="https://sync.example.com/webhooks/monitoring/")
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_slack_posts_blocks_with_a_text_fallback(all_channels):
@@ -106,7 +100,7 @@ def test_server_errors_and_throttling_are_worth_retrying(all_channels, status):
 
 
 def test_a_network_error_never_reveals_the_secret_url(settings):
-    settings.SLACK_WEBHOOK_URL = f"http://127.0.0.1:{closed_port()}/services/T0/B0/SECRETPATH"
+    settings.SLACK_WEBHOOK_URL = f"http://127.0.0.1:{free_port()}/services/T0/B0/SECRETPATH"
     with pytest.raises(DeliveryError) as failure:
         SlackChannel().notify(message())
     assert not failure.value.permanent
@@ -116,7 +110,7 @@ def test_a_network_error_never_reveals_the_secret_url(settings):
 
 def test_a_mail_server_that_is_down_is_a_transient_failure(settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", closed_port()
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()
     settings.WEBHOOK_ALERT_EMAIL_RECIPIENTS = ["oncall@example.com"]
     with pytest.raises(DeliveryError) as failure:
         EmailChannel().notify(message())

@@ -117,6 +117,23 @@ def test_healthy_turns_off_only_the_fallbacks_it_turned_on_for_recovered_calenda
     assert "turned off again for 2 recovered calendars" in " ".join(result.actions)
 
 
+def test_a_fallback_the_operator_took_over_is_never_switched_off(live_worker):
+    calendar = make_calendar()
+    make_subscriptions(calendar, 1)
+    respond(status_doc("critical"))
+    assert fallback(calendar) and auto(calendar)
+    # The operator switches it off in the admin; a (still degraded) check runs; then they want
+    # it on after all.
+    Calendar.objects.filter(pk=calendar.pk).update(fallback_polling_enabled=False)
+    respond(status_doc("degraded"))
+    assert not auto(calendar)
+    Calendar.objects.filter(pk=calendar.pk).update(fallback_polling_enabled=True)
+
+    respond(status_doc("healthy"))
+
+    assert fallback(calendar)
+
+
 def test_nothing_is_attempted_while_the_database_is_down():
     calendar = make_calendar()
     with database_unreachable():

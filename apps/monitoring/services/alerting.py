@@ -56,9 +56,11 @@ def deliver(channel: Channel, message: AlertMessage, record: Recorder) -> bool:
             if exc.permanent:
                 return False
         except Exception as exc:  # noqa: BLE001 - a broken channel must not stop the others
-            log.exception("alert channel %s crashed", channel.name)
-            record(attempt, False, True, redact(f"{type(exc).__name__}: {exc}",
-                                                channel.secrets())[:500])
+            # Redacted, and no traceback: the exception's text may carry the channel's URL or
+            # key (a Slack webhook URL is a secret).
+            error = redact(f"{type(exc).__name__}: {exc}", channel.secrets())[:500]
+            log.error("alert channel %s crashed: %s", channel.name, error)
+            record(attempt, False, True, error)
             return False
         else:
             record(attempt, True, False, "")

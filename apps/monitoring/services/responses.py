@@ -49,7 +49,7 @@ def respond(health: dict) -> ResponseResult:
         result.errors.append("database unreachable: no automatic response possible")
         return result
     steps = {"critical": CRITICAL_STEPS, "degraded": DEGRADED_STEPS}.get(status, HEALTHY_STEPS)
-    for step in steps:
+    for step in (forget_overridden_fallbacks, *steps):
         try:
             message = step()
         except DatabaseError as exc:
@@ -94,6 +94,16 @@ def enable_fallback(calendars: QuerySet[Calendar], reason: str) -> int:
 
 
 # --- steps (each returns a line for the summary, or "" when it had nothing to do) ----------
+
+
+def forget_overridden_fallbacks() -> str:
+    """An operator switched off a fallback we turned on: it is no longer ours.
+
+    Without this, a fallback the operator later switches on again by hand would still look
+    like ours, and the next healthy check would switch it off.
+    """
+    forgotten, _ = AutoFallback.objects.filter(calendar__fallback_polling_enabled=False).delete()
+    return f"forgot {forgotten} fallbacks an operator turned off" if forgotten else ""
 
 
 def faster_checks() -> str:
