@@ -200,6 +200,12 @@ PAGERDUTY_ROUTING_KEY = env("PAGERDUTY_ROUTING_KEY", "")
 PAGERDUTY_EVENTS_URL = env("PAGERDUTY_EVENTS_URL", "https://events.pagerduty.com/v2/enqueue")
 ALERT_REPEAT_INTERVAL_SECONDS = envint("ALERT_REPEAT_INTERVAL_SECONDS", 4 * 3600)
 ALERT_DELIVERY_MAX_ATTEMPTS = envint("ALERT_DELIVERY_MAX_ATTEMPTS", 3, minimum=1)
+# An open incident is resolved only after its condition has been clear this long (0: at the
+# first clear check). A figure hovering around a threshold would otherwise open and resolve
+# it at every check (every 1-2 min under cron --if-due). 600 s spans several checks at both
+# the degraded (2 min) and normal (5 min) cadence, and the success rate window (10 min), while
+# the "resolved" message still comes within a quarter of an hour of the repair.
+ALERT_RESOLVE_AFTER_SECONDS = envint("ALERT_RESOLVE_AFTER_SECONDS", 600, minimum=0)
 METRICS_TOKEN = env("METRICS_TOKEN", "")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "calendar-sync@localhost")
 

@@ -43,7 +43,8 @@ class HealthSnapshot(models.Model):
 
 
 class Incident(models.Model):
-    """An alert with a stable key: opened once, escalated, repeated at most every N, resolved."""
+    """An alert with a stable key: opened once, escalated, repeated at most every N, resolved
+    once clear for long enough."""
 
     class Level(models.TextChoices):
         WARNING = "warning", "Warning"
@@ -57,6 +58,10 @@ class Incident(models.Model):
     opened_at = models.DateTimeField(default=timezone.now)
     last_notified_at = models.DateTimeField(null=True, blank=True)
     notified_level = models.CharField(max_length=16, blank=True, default="")
+    # When the condition stopped being reported (None: it is reported). The incident is
+    # resolved only once this is ALERT_RESOLVE_AFTER_SECONDS old, so a flapping figure does
+    # not open and resolve it at every check. Kept after resolution: when it really cleared.
+    clear_since = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

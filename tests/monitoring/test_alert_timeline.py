@@ -4,7 +4,8 @@
 For each break — the database unreachable for the check, the success rate collapsing,
 subscriptions failing, the worker dying — the incident reaches every configured channel (the
 sandbox's Slack, webhook and PagerDuty sinks, the locmem outbox) within 5 minutes of the break,
-exactly once while it lasts, and a resolved message follows the repair.
+exactly once while it lasts, and a resolved message follows the repair — once the condition
+has stayed clear for ALERT_RESOLVE_AFTER_SECONDS, and only once.
 
 Each break happens at its worst moment. A break that shows at once (database, subscriptions,
 a success rate below the threshold) comes one second after a scheduled check, when the next one
@@ -164,13 +165,19 @@ def test_a_break_is_alerted_everywhere_within_five_minutes_once_then_resolved(
 
         repaired_at = timezone.now()
         repair_it(world)
-        for _ in range(15):
+        # The success rate window must first forget the failures, then a check must see it,
+        # then the condition must stay clear for the resolve delay, then a check must see that.
+        delay = settings.ALERT_RESOLVE_AFTER_SECONDS
+        window = settings.HEALTH_THRESHOLDS["success_rate_window_seconds"]
+        interval = settings.HEALTH_CHECK_INTERVAL_SECONDS
+        for _ in range((window + 2 * interval + delay) // 60 + 1):
             world.minute()
 
     after = world.messages(key, repaired_at)
     for channel in CHANNELS:
         assert [ev for _, ev in after[channel]] == [
             "resolve" if channel == "pagerduty" else "resolved"], (channel, after[channel])
+        assert after[channel][0][0] - repaired_at >= timedelta(seconds=delay)
     assert not Incident.objects.filter(resolved_at__isnull=True).exists()
     assert Incident.objects.get(key=key).deliveries.filter(succeeded=True).count() == 8
     # The fallbacks turned on while it was critical were turned off again.

@@ -1,5 +1,6 @@
-"""Incidents: opened once, escalated, repeated at most every interval, resolved; deliveries
-recorded; transient failures retried; one failing channel never stops the others."""
+"""Incidents: opened once, escalated, repeated at most every interval, resolved once clear for
+ALERT_RESOLVE_AFTER_SECONDS (no storm from a flapping figure); deliveries recorded; transient
+failures retried; one failing channel never stops the others."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.utils import timezone
 
 from apps.monitoring.models import AlertDelivery, Incident
 from apps.monitoring.services import offline_incidents
@@ -31,6 +33,12 @@ def doc(*alerts: dict, database: bool = True) -> dict:
 
 def run(health: dict):
     return AlertManager().process(health)
+
+
+@pytest.fixture
+def resolve_at_once(settings):
+    """No resolve delay: for tests about what a resolution sends, not when."""
+    settings.ALERT_RESOLVE_AFTER_SECONDS = 0
 
 
 def test_an_incident_is_delivered_to_every_channel_once_when_it_opens(all_channels,
@@ -79,8 +87,8 @@ def test_an_open_incident_is_repeated_no_more_often_than_the_interval(all_channe
     assert len(got["pagerduty"]) == 2  # the same dedup_key: PagerDuty updates, not re-pages
 
 
-def test_a_cleared_condition_is_resolved_with_a_message_to_every_channel_told(all_channels,
-                                                                             mailoutbox):
+def test_a_cleared_condition_is_resolved_with_a_message_to_every_channel_told(
+        all_channels, mailoutbox, resolve_at_once):
     run(doc(alert(), alert("cache_down", "warning")))
     run(doc())
     run(doc())
@@ -95,7 +103,8 @@ def test_a_cleared_condition_is_resolved_with_a_message_to_every_channel_told(al
 
 
 def test_a_condition_that_returns_after_resolving_opens_a_new_incident(all_channels,
-                                                                       mailoutbox):
+                                                                       mailoutbox,
+                                                                       resolve_at_once):
     run(doc(alert()))
     run(doc())
     run(doc(alert()))
@@ -175,7 +184,8 @@ def test_overlapping_checks_do_not_both_repeat_an_incident(all_channels, mailout
     assert [e for _, e in seen(all_channels, mailoutbox)["webhook"]] == ["opened", "repeated"]
 
 
-def test_alerts_still_go_out_once_while_the_database_is_down(all_channels, mailoutbox):
+def test_alerts_still_go_out_once_while_the_database_is_down(all_channels, mailoutbox,
+                                                            settings):
     down = doc(alert("database_down"), database=False)
     with database_unreachable():
         run(down)
@@ -184,7 +194,12 @@ def test_alerts_still_go_out_once_while_the_database_is_down(all_channels, mailo
     assert {c: len(v) for c, v in got.items()} == dict.fromkeys(ALL, 1)
     assert offline_incidents.load()[0]["key"] == "database_down"
 
-    run(doc())  # the database is back and the condition has cleared
+    with time_machine.travel(T0, tick=False) as clock:
+        run(doc())  # the database is back: clearing, nothing sent yet
+        assert Incident.objects.get(key="database_down").is_open
+        assert len(seen(all_channels, mailoutbox)["pagerduty"]) == 1
+        clock.shift(timedelta(seconds=settings.ALERT_RESOLVE_AFTER_SECONDS))
+        run(doc())
     incident = Incident.objects.get(key="database_down")
     assert incident.resolved_at is not None
     assert incident.deliveries.filter(event="opened", succeeded=True).count() == 4
@@ -201,3 +216,100 @@ def test_secrets_never_reach_a_recorded_error(all_channels, mailoutbox, settings
     errors = " ".join(AlertDelivery.objects.values_list("error", flat=True))
     assert "SECRETPATH" not in errors
     assert settings.PAGERDUTY_ROUTING_KEY not in errors
+
+
+# --- damping against flapping ---------------------------------------------------------------
+
+def events(all_channels, mailoutbox, key: str = "failed_subscriptions") -> dict[str, list]:
+    return {c: [e for k, e in got if k == key]
+            for c, got in seen(all_channels, mailoutbox).items()}
+
+
+def test_a_flapping_condition_is_opened_once_and_resolved_once_after_staying_clear(
+        all_channels, mailoutbox, settings):
+    settings.ALERT_RESOLVE_AFTER_SECONDS = 600
+    with time_machine.travel(T0, tick=False) as clock:
+        for check in range(10):  # 94.9 % / 95.1 %: bad, good, bad, ... one check a minute
+            run(doc(alert(level="warning")) if check % 2 == 0 else doc())
+            clock.shift(timedelta(minutes=1))
+        assert events(all_channels, mailoutbox) == {
+            "email": ["opened"], "slack": ["opened"], "webhook": ["opened"], "pagerduty": []}
+        clear_since = Incident.objects.get().clear_since
+        assert clear_since == T0 + timedelta(minutes=9)  # the last good check
+
+        while timezone.now() - clear_since < timedelta(seconds=600):
+            run(doc())
+            assert Incident.objects.get().is_open
+            clock.shift(timedelta(minutes=1))
+        assert events(all_channels, mailoutbox)["webhook"] == ["opened"]
+        run(doc())  # clear for 10 minutes now
+        run(doc())
+    assert events(all_channels, mailoutbox) == {
+        "email": ["opened", "resolved"], "slack": ["opened", "resolved"],
+        "webhook": ["opened", "resolved"], "pagerduty": []}
+    incident = Incident.objects.get()
+    assert incident.resolved_at == clear_since + timedelta(seconds=600)
+    assert "clear for the last 10 min" in mailoutbox[-1].body
+
+
+def test_a_condition_back_while_clearing_still_escalates_and_repeats(all_channels, mailoutbox,
+                                                                     settings):
+    settings.ALERT_RESOLVE_AFTER_SECONDS = 600
+    settings.ALERT_REPEAT_INTERVAL_SECONDS = 300
+    with time_machine.travel(T0, tick=False) as clock:
+        run(doc(alert(level="warning")))
+        clock.shift(timedelta(minutes=2))
+        run(doc())
+        clock.shift(timedelta(minutes=1))
+        run(doc(alert(level="critical")))  # back, and worse: escalated, pages on-call
+        assert Incident.objects.get().clear_since is None
+        clock.shift(timedelta(minutes=1))
+        run(doc())
+        clock.shift(timedelta(minutes=1))
+        run(doc(alert(level="critical")))  # 2 min after the escalation: quiet
+        clock.shift(timedelta(minutes=3))
+        run(doc(alert(level="critical")))  # 5 min after it: repeated
+    assert events(all_channels, mailoutbox)["slack"] == ["opened", "escalated", "repeated"]
+    assert events(all_channels, mailoutbox)["pagerduty"] == ["trigger", "trigger"]
+    assert Incident.objects.count() == 1
+
+
+def test_a_database_that_drops_again_while_clearing_continues_the_same_incident(
+        all_channels, mailoutbox, settings):
+    settings.ALERT_RESOLVE_AFTER_SECONDS = 600
+    down = doc(alert("database_down"), database=False)
+    with time_machine.travel(T0, tick=False) as clock:
+        for check in range(8):  # down, up, down, ... one check a minute
+            if check % 2 == 0:
+                with database_unreachable():
+                    run(down)
+            else:
+                run(doc())
+            clock.shift(timedelta(minutes=1))
+        assert events(all_channels, mailoutbox, "database_down") == {
+            "email": ["opened"], "slack": ["opened"], "webhook": ["opened"],
+            "pagerduty": ["trigger"]}
+        for _ in range(11):
+            run(doc())
+            clock.shift(timedelta(minutes=1))
+    got = events(all_channels, mailoutbox, "database_down")
+    assert got["webhook"] == ["opened", "resolved"] and got["pagerduty"] == ["trigger", "resolve"]
+    incident = Incident.objects.get(key="database_down")
+    assert not incident.is_open
+    assert incident.deliveries.filter(event="opened", succeeded=True).count() == 4
+    assert offline_incidents.load() == []
+
+
+def test_a_condition_cleared_while_the_database_is_down_waits_for_the_delay_too(
+        all_channels, mailoutbox, settings):
+    settings.ALERT_RESOLVE_AFTER_SECONDS = 300
+    with time_machine.travel(T0, tick=False) as clock, database_unreachable():
+        run(doc(alert("database_down"), alert("cache_down", "warning"), database=False))
+        for _ in range(5):  # cache back from T0 + 1 min: clearing until T0 + 6 min
+            clock.shift(timedelta(minutes=1))
+            run(doc(alert("database_down"), database=False))
+            assert events(all_channels, mailoutbox, "cache_down")["slack"] == ["opened"]
+        clock.shift(timedelta(minutes=1))
+        run(doc(alert("database_down"), database=False))
+    assert events(all_channels, mailoutbox, "cache_down")["slack"] == ["opened", "resolved"]
+    assert events(all_channels, mailoutbox, "database_down")["slack"] == ["opened"]

@@ -1,5 +1,13 @@
 """Alert incidents: opened once, escalated when the level rises, repeated at most every
-ALERT_REPEAT_INTERVAL_SECONDS while open, resolved with a message when the condition clears.
+ALERT_REPEAT_INTERVAL_SECONDS while open, resolved with a message once the condition has been
+clear for ALERT_RESOLVE_AFTER_SECONDS.
+
+Damping against flapping: a figure hovering around a threshold comes and goes from one check to
+the next. An open incident whose condition is no longer reported is only "clearing"
+(``Incident.clear_since``, in the database, never in process memory): it stays open and nothing
+is sent. If the condition returns meanwhile, ``clear_since`` is reset and nothing is sent either
+(the repeat interval still applies, a rise in level still escalates); only when it has stayed
+clear for the whole delay is it resolved, with one "resolved" message.
 
 Each health alert has a stable key; an ``Incident`` row per key is open at most once (a unique
 constraint). State changes are compare-and-set updates, so two overlapping checks never send the
@@ -8,8 +16,10 @@ retried (ALERT_DELIVERY_MAX_ATTEMPTS), a channel that still failed is tried agai
 check, and one channel failing never stops the others. Warnings go to every channel but the
 pager; critical incidents page on-call too.
 
-While the database is down, incidents are kept in ``offline_incidents`` and imported as rows
-when it is back.
+While the database is down, incidents are kept in ``offline_incidents`` (same rules) and
+imported as rows when it is back; while such an incident is still open (typically
+``database_down`` clearing) the store keeps a mirror of it, so that the database going down
+again continues that incident instead of opening a new one.
 """
 
 from __future__ import annotations
@@ -71,10 +81,15 @@ def deliver(channel: Channel, message: AlertMessage, record: Recorder) -> bool:
 
 
 def build_message(key: str, level: str, event: str, title: str, text: str,
-                  opened_at: datetime, now: datetime, details: dict | None = None) -> AlertMessage:
+                  opened_at: datetime, now: datetime, details: dict | None = None,
+                  clear_since: datetime | None = None) -> AlertMessage:
     if event == "resolved":
-        minutes = max(1, round((now - opened_at).total_seconds() / 60))
+        cleared = clear_since or now
+        minutes = max(1, round((cleared - opened_at).total_seconds() / 60))
         text = f"Resolved after {minutes} min: {text}"
+        if cleared < now:  # say why it comes this late: the resolve delay
+            quiet = round((now - cleared).total_seconds() / 60)
+            text = f"{text} (clear for the last {quiet} min)"
     return AlertMessage(key=key, level=level, event=event, title=title, text=text,
                         opened_at=opened_at, at=now, details=details or {},
                         dashboard_url=f"{settings.WEBHOOK_BASE_URL}/webhooks/monitoring/")
@@ -85,6 +100,7 @@ class AlertManager:
         self.channels = configured_channels() if channels is None else channels
         self.now = now or timezone.now()
         self.repeat = timedelta(seconds=settings.ALERT_REPEAT_INTERVAL_SECONDS)
+        self.resolve_after = timedelta(seconds=settings.ALERT_RESOLVE_AFTER_SECONDS)
         self.summary = AlertingSummary()
 
     def process(self, health: dict) -> AlertingSummary:
@@ -93,7 +109,7 @@ class AlertManager:
             offline_incidents.process_offline(self, alerts)
             return self.summary
         try:
-            self._import_offline()
+            mirrored = self._import_offline()
             open_incidents = {i.key: i for i in Incident.objects.filter(resolved_at__isnull=True)}
             for key, alert in alerts.items():
                 if key in open_incidents:
@@ -102,7 +118,9 @@ class AlertManager:
                     self._open(alert)
             for key, incident in open_incidents.items():
                 if key not in alerts:
-                    self._resolve(incident)
+                    self._clear(incident)
+            if mirrored:
+                self._mirror_offline(mirrored)
         except DatabaseError:
             log.exception("alerting stopped: the database failed during the run")
         return self.summary
@@ -122,8 +140,9 @@ class AlertManager:
         self._broadcast(incident, "opened", self.targets(incident.level))
 
     def _update(self, incident: Incident, alert: dict) -> None:
+        # clear_since=None: a condition that returns while clearing simply keeps it open.
         changes = {"level": alert["level"], "title": alert["title"],
-                   "message": alert["message"], "details": _details(alert)}
+                   "message": alert["message"], "details": _details(alert), "clear_since": None}
         rises = LEVEL_RANK[alert["level"]] > LEVEL_RANK.get(incident.notified_level, 0)
         last = incident.last_notified_at
         due = last is None or self.now - last >= self.repeat
@@ -142,6 +161,16 @@ class AlertManager:
         Incident.objects.filter(pk=incident.pk).update(**changes)
         incident.level = alert["level"]
         self._catch_up(incident)
+
+    def _clear(self, incident: Incident) -> None:
+        """Not reported this time: resolve only once clear for ``resolve_after``; until then
+        the incident stays open and nothing is sent."""
+        if incident.clear_since is None:
+            Incident.objects.filter(pk=incident.pk, resolved_at__isnull=True,
+                                    clear_since__isnull=True).update(clear_since=self.now)
+            incident.clear_since = self.now
+        if self.now - incident.clear_since >= self.resolve_after:
+            self._resolve(incident)
 
     def _resolve(self, incident: Incident) -> None:
         claimed = Incident.objects.filter(pk=incident.pk, resolved_at__isnull=True).update(
@@ -170,7 +199,7 @@ class AlertManager:
     def _broadcast(self, incident: Incident, event: str, channels: list[Channel]) -> None:
         message = build_message(incident.key, incident.level, event, incident.title,
                                 incident.message, incident.opened_at, self.now,
-                                incident.details)
+                                incident.details, incident.clear_since)
         for channel in channels:
             ok = deliver(channel, message, self._recorder(incident, channel, event))
             self.summary.sent.append((incident.key, event, channel.name, ok))
@@ -188,35 +217,49 @@ class AlertManager:
 
         return record
 
-    def _import_offline(self) -> None:
-        """Turn what was sent while the database was down into rows, then forget it."""
+    def _import_offline(self) -> list[str]:
+        """Turn what was sent while the database was down into rows; returns the keys of the
+        entries still open, which stay in the store as mirrors (``_mirror_offline``)."""
         stored = offline_incidents.load()
         if not stored:
-            return
+            return []
         with transaction.atomic():
             for entry in stored:
-                incident = None
-                if not entry.get("resolved_at"):
-                    incident = Incident.objects.filter(key=entry["key"],
-                                                       resolved_at__isnull=True).first()
-                if incident is None:
-                    incident = Incident.objects.create(
-                        key=entry["key"], level=entry["level"], title=entry["title"],
-                        message=entry["message"], details=entry.get("details", {}),
-                        opened_at=parse_datetime(entry["opened_at"]),
-                        notified_level=entry["notified_level"],
-                        last_notified_at=parse_datetime(entry["last_notified_at"]),
-                        resolved_at=(parse_datetime(entry["resolved_at"])
-                                     if entry.get("resolved_at") else None),
-                    )
+                incident = self._incident_for(entry)
                 AlertDelivery.objects.bulk_create([
                     AlertDelivery(incident=incident, channel=d["channel"], event=d["event"],
                                   attempt=d["attempt"], succeeded=d["succeeded"],
                                   permanent_failure=d["permanent"], error=d["error"],
                                   created_at=parse_datetime(d["at"]))
-                    for d in entry["deliveries"]
+                    for d in entry["deliveries"] if not d.get("imported")
                 ])
-        offline_incidents.clear()
+        return [e["key"] for e in stored if not e.get("resolved_at")]
+
+    @staticmethod
+    def _incident_for(entry: dict) -> Incident:
+        state = offline_incidents.incident_state(entry)
+        if entry.get("id"):  # a mirror: bring back what changed while the database was down
+            Incident.objects.filter(pk=entry["id"], resolved_at__isnull=True).update(**state)
+            incident = Incident.objects.filter(pk=entry["id"]).first()
+            if incident is not None:
+                return incident
+        if not entry.get("resolved_at"):
+            incident = Incident.objects.filter(key=entry["key"],
+                                               resolved_at__isnull=True).first()
+            if incident is not None:
+                return incident
+        return Incident.objects.create(key=entry["key"], details=entry.get("details", {}),
+                                       **state)
+
+    @staticmethod
+    def _mirror_offline(keys: list[str]) -> None:
+        """Keep the still-open incidents that began offline in the store, and only those."""
+        rows = list(Incident.objects.filter(key__in=keys, resolved_at__isnull=True)
+                    .prefetch_related("deliveries"))
+        if rows:
+            offline_incidents.save([offline_incidents.mirror(i) for i in rows])
+        else:
+            offline_incidents.clear()
 
 
 def _details(alert: dict) -> dict:
