@@ -33,6 +33,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Webhook receivers stop here: they need none of the browser middleware below.
+    "apps.webhooks.middleware.ReceiverFastPathMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -87,6 +89,10 @@ WEBHOOK_TRUSTED_PROXIES = envlist("WEBHOOK_TRUSTED_PROXIES", ["127.0.0.1", "::1"
 # resource id). The storing statement re-checks those facts and the status, so a stale entry
 # costs one more lookup, never a wrong answer. 0 disables the cache.
 WEBHOOK_SUBSCRIPTION_CACHE_SECONDS = envfloat("WEBHOOK_SUBSCRIPTION_CACHE_SECONDS", 30.0)
+# The receivers' storing statement is PREPAREd once per database session (PostgreSQL plans it
+# once instead of on every notification: ~0.3 ms of server CPU each). Session state: set it to
+# false behind a PgBouncer in transaction (or statement) pooling mode.
+WEBHOOK_PREPARED_STATEMENTS = envbool("WEBHOOK_PREPARED_STATEMENTS", True)
 
 # --- Feature flags and rollout -------------------------------------------------------------
 WEBHOOKS_ENABLED = envbool("WEBHOOKS_ENABLED", True)

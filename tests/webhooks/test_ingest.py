@@ -99,3 +99,28 @@ def test_last_heard_moves_forward_in_steps_of_a_minute(google_calendar, batch):
     store_at(61, 3)
     sub.refresh_from_db()
     assert sub.last_notification_at == start + timedelta(seconds=61)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("prepared", [True, False], ids=["prepared", "plain"])
+def test_storing_works_with_and_without_prepared_statements(google_calendar, settings,
+                                                             prepared):
+    # Off is the documented setting behind a PgBouncer in transaction mode.
+    settings.WEBHOOK_PREPARED_STATEMENTS = prepared
+    sub, _ = make_subscription(google_calendar, "google")
+    assert ingest.store([notification(sub, 1)]) == [True]
+    assert ingest.store([notification(sub, 1)]) == [False]
+    assert ingest.store([notification(sub, 2)]) == [True]
+    sub.refresh_from_db()
+    assert sub.last_message_number == 2
+    assert WebhookNotification.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_session_that_lost_its_prepared_statement_still_stores(google_calendar):
+    sub, _ = make_subscription(google_calendar, "google")
+    assert ingest.store([notification(sub, 1)]) == [True]
+    with connections["default"].cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # what a pooler's server reset does
+    assert ingest.store([notification(sub, 2)]) == [True]
+    assert WebhookNotification.objects.count() == 2

@@ -253,7 +253,9 @@ class WebhookCases:
 
         def execute(cursor, sql, params=None):
             # The statement that stores the notification dies; everything before it worked.
-            if sql.lstrip().startswith(("INSERT", "WITH")) and "webhooknotification" in sql:
+            # (or its prepared form, EXECUTE webhooks_store_…)
+            if (sql.lstrip().startswith(("INSERT", "WITH")) and "webhooknotification" in sql
+                    or sql.startswith("EXECUTE webhooks_store_")):
                 raise OperationalError("server closed the connection unexpectedly")
             return real_execute(cursor, sql, params)
 

@@ -134,6 +134,8 @@ class WebhookReceiver(View):
 
     provider = ""
     http_method_names = ["post"]  # anything else: 405 (Django's View)
+    # Served by ReceiverFastPathMiddleware: no session/auth/messages/CSRF middleware.
+    lightweight = True
     ack_status = 200
     reads_body = True
     # Google sends one notification per request and its refusals are the HTTP answer; Graph

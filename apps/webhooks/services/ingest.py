@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, connection, transaction
+from django.conf import settings
+from django.db import IntegrityError, ProgrammingError, connection, transaction
 from django.db.models import BigIntegerField, Case, F, Q, Value, When
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
@@ -149,17 +151,16 @@ def _store_one_postgresql(item: NewNotification, now: datetime, ignored: bool) -
     numbered = item.message_number is not None
     number = [item.message_number] if numbered else []
     params += [cutoff, now, *number, *number, sub.pk, cutoff, *number]
-    notify = not ignored and _notify_due()
-    sql = _fast_store_sql(numbered, notify)
+    shape = (numbered, not ignored and _notify_due())
     if connection.in_atomic_block:
         # Inside a caller's transaction the row would commit after our 2xx: durable=True
         # refuses that (test cases' own transactions are allowed).
         with transaction.atomic(durable=True), connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            _execute_store(cursor, shape, params)
             inserted, still_valid = cursor.fetchone()[:2]
     else:
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            _execute_store(cursor, shape, params)
             inserted, still_valid = cursor.fetchone()[:2]
     if not still_valid:
         subscription_cache.forget(sub.provider, sub.channel_id)
@@ -168,6 +169,50 @@ def _store_one_postgresql(item: NewNotification, now: datetime, ignored: bool) -
 
 
 _fast_sql: dict[tuple[bool, bool], str] = {}
+# Raw DB-API connection -> names of the storing statements PREPAREd in that session. A new
+# (re)connection is a new object, so it is prepared again; a closed one drops out by itself.
+_prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_prepared_lock = threading.Lock()
+UNDEFINED_PREPARED_STATEMENT = "26000"  # SQLSTATE invalid_sql_statement_name
+
+
+def _execute_store(cursor, shape: tuple[bool, bool], params: list) -> None:
+    """Run the storing statement of this shape; PREPAREd once per session if enabled.
+
+    Planning the combined statement costs PostgreSQL several times what executing it does;
+    a prepared statement is planned once (a generic plan after a few executions). Sessions
+    are per connection, which a PgBouncer in transaction mode does not keep: hence the
+    WEBHOOK_PREPARED_STATEMENTS off-switch.
+    """
+    if not settings.WEBHOOK_PREPARED_STATEMENTS:
+        cursor.execute(_fast_store_sql(*shape), params)
+        return
+    name = f"webhooks_store_{shape[0]:d}{shape[1]:d}"
+    raw = connection.connection
+    with _prepared_lock:
+        names = _prepared.setdefault(raw, set())
+    execute = f"EXECUTE {name}({', '.join(['%s'] * len(params))})"
+    if name in names:
+        try:
+            cursor.execute(execute, params)
+            return
+        except ProgrammingError as exc:
+            # The session lost it (DISCARD ALL, a pooler): prepare again, unless that would
+            # run inside an aborted transaction.
+            if connection.in_atomic_block or getattr(exc.__cause__, "pgcode", None) != (
+                    UNDEFINED_PREPARED_STATEMENT):
+                raise
+            names.discard(name)
+    cursor.execute(f"PREPARE {name} AS {_positional(_fast_store_sql(*shape))}")
+    names.add(name)
+    cursor.execute(execute, params)
+
+
+def _positional(sql: str) -> str:
+    """``%s`` placeholders as PREPARE's ``$1, $2, …`` (the statement has no other ``%``)."""
+    parts = sql.split("%s")
+    return "".join(part + (f"${i}" if i < len(parts) else "")
+                   for i, part in enumerate(parts, start=1))
 
 
 def _fast_store_sql(numbered: bool, notify: bool) -> str:
