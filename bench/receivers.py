@@ -185,7 +185,7 @@ class Workload:
     def next(self, baseline: bool) -> tuple[str, bytes]:
         n = next(self.numbers)
         sub = self.subs[n % len(self.subs)]
-        path = "/bench/baseline/" if baseline else "/webhooks/google/"
+        path = "/webhooks/bench-baseline/" if baseline else "/webhooks/google/"
         key = f"{'baseline' if baseline else 'google'}:{sub['channel']}:{n}"
         extra = f"X-Bench-Subscription: {sub['pk']}\r\n" if baseline else ""
         data = (
@@ -321,7 +321,7 @@ def main() -> int:
     ratio = receiver.rate / base.rate if base.rate else 0.0
     for phase in (base, receiver, base_half, receiver_half):
         print(line(phase))
-    print(f"throughput ratio receiver/baseline: {ratio:.2f} (target >= {TARGETS['ratio']})")
+    print(f"throughput ratio receiver/baseline: {ratio:.3f} (target >= {TARGETS['ratio']})")
     p99 = receiver_half.percentile(0.99)
     print(f"receiver p99 at half of its max rate: {p99:.1f} ms "
           f"(target <= {TARGETS['p99_half_ms']:.0f} ms)")

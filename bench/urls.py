@@ -5,4 +5,8 @@ from django.urls import path
 from bench.baseline import baseline
 from calendar_sync.urls import urlpatterns as project_urlpatterns
 
-urlpatterns = [path("bench/baseline/", baseline, name="bench-baseline"), *project_urlpatterns]
+# Under /webhooks/ (before the project's catch-all there) so it takes the receivers' fast path.
+urlpatterns = [
+    path("webhooks/bench-baseline/", baseline, name="bench-baseline"),
+    *project_urlpatterns,
+]

@@ -124,3 +124,29 @@ def test_a_session_that_lost_its_prepared_statement_still_stores(google_calendar
         cursor.execute("DEALLOCATE ALL")  # what a pooler's server reset does
     assert ingest.store([notification(sub, 2)]) == [True]
     assert WebhookNotification.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("ignored", [False, True], ids=["queued", "switched-off"])
+def test_the_one_statement_path_stores_the_row_the_orm_stores(google_calendar, ignored):
+    # A single notification goes through hand-built SQL, a batch through Model.save(): the
+    # worker and the dashboard must read the same values back either way.
+    sub, _ = make_subscription(google_calendar, "google")
+    extra = {"headers": {"X-Goog-Resource-URI": "https://x.test/?a=1&b=é", "n": [1, None]},
+             "payload": {"nested": {"pi": 1.5, "text": "’quote\"\\"}}}
+    items = [ingest.NewNotification(subscription=sub, kind="change", resource_state="exists",
+                                    dedup_key=f"k{i}", message_number=i, **extra)
+             for i in range(3)]
+    with time_machine.travel(datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC), tick=False):
+        assert ingest.store(items[:2], ignored=ignored) == [True, True]  # the ORM path
+        assert ingest.store(items[2:], ignored=ignored) == [True]  # the one-statement path
+    rows = {row.dedup_key: row for row in WebhookNotification.objects.all()}
+
+    def fields(row):
+        return {f.attname: getattr(row, f.attname) for f in row._meta.concrete_fields
+                if f.attname not in ("id", "dedup_key", "message_number")}
+
+    assert fields(rows["k2"]) == fields(rows["k0"])
+    assert rows["k2"].received_at == datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    assert rows["k2"].headers == extra["headers"] and rows["k2"].payload == extra["payload"]
+    assert rows["k2"].processing_status == ("ignored" if ignored else "pending")

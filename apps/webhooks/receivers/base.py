@@ -14,6 +14,7 @@ the cost of an answer, never the answer.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
+from prometheus_client import Counter, Histogram
 
 from apps.webhooks.models import WebhookSubscription
 from apps.webhooks.services import counters, flags, ingest, ratelimit, subscription_cache
@@ -37,6 +39,18 @@ logger = logging.getLogger("apps.webhooks.receivers")
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 # A forged batch could name thousands of unknown ids: remember only this many per request.
 MAX_ORPHANS_PER_REQUEST = 20
+
+
+# labels() takes a lock and builds a key on every call; the label sets here are fixed (provider
+# x outcome), so the hot path keeps the children it has already looked up.
+@functools.cache
+def _ack_seconds(provider: str) -> Histogram:
+    return ACK_SECONDS.labels(provider)
+
+
+@functools.cache
+def _notifications(provider: str, outcome: str) -> Counter:
+    return NOTIFICATIONS.labels(provider, outcome)
 
 
 # --- Refusals ------------------------------------------------------------------------------
@@ -150,7 +164,7 @@ class WebhookReceiver(View):
             response = self.refusal_response(exc, self.refuse(request, [exc]))
         except (DatabaseError, InterfaceError) as exc:  # InterfaceError is not a DatabaseError
             response = self.unavailable(exc)
-        ACK_SECONDS.labels(self.provider).observe(time.perf_counter() - started)
+        _ack_seconds(self.provider).observe(time.perf_counter() - started)
         return response
 
     # Hooks --------------------------------------------------------------------------------
@@ -270,7 +284,7 @@ class WebhookReceiver(View):
                            ("confirmed", tally.confirmed),
                            ("ignored", tally.ignored + tally.switched_off)):
             if n:
-                NOTIFICATIONS.labels(self.provider, outcome).inc(n)
+                _notifications(self.provider, outcome).inc(n)
         # Rows that are not in the notification table are counted there (best effort).
         counters.count_event(self.provider, "duplicate", tally.duplicate)
         counters.count_event(self.provider, "ignored", tally.ignored)

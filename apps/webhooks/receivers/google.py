@@ -40,6 +40,16 @@ KEPT_HEADERS = (
 )
 
 
+# The same headers by their WSGI names: read from request.META directly, because
+# request.headers would first rebuild a case-insensitive copy of every header on each request.
+KEPT_META = tuple((name, "HTTP_" + name.upper().replace("-", "_")) for name in KEPT_HEADERS)
+CHANNEL_ID_META = "HTTP_X_GOOG_CHANNEL_ID"
+RESOURCE_ID_META = "HTTP_X_GOOG_RESOURCE_ID"
+RESOURCE_STATE_META = "HTTP_X_GOOG_RESOURCE_STATE"
+MESSAGE_NUMBER_META = "HTTP_X_GOOG_MESSAGE_NUMBER"
+CHANNEL_TOKEN_META = "HTTP_X_GOOG_CHANNEL_TOKEN"
+
+
 def dedup_key(channel_id: str, message_number: int) -> str:
     return f"google:{channel_id}:{message_number}"
 
@@ -50,21 +60,22 @@ class GoogleReceiver(WebhookReceiver):
     reads_body = False  # Google sends no body; only its size is checked
 
     def parse(self, request: HttpRequest, body: bytes) -> list[Incoming | ReceiverError]:
-        headers = request.headers
-        channel_id = _required(headers, "X-Goog-Channel-ID", CHANNEL_ID)
-        resource_id = _required(headers, "X-Goog-Resource-ID", RESOURCE_ID)
-        state = _required(headers, "X-Goog-Resource-State", None)
+        meta = request.META
+        channel_id = _required(meta, CHANNEL_ID_META, "X-Goog-Channel-ID", CHANNEL_ID)
+        resource_id = _required(meta, RESOURCE_ID_META, "X-Goog-Resource-ID", RESOURCE_ID)
+        state = _required(meta, RESOURCE_STATE_META, "X-Goog-Resource-State", None)
         if state not in STATES:
             raise MalformedRequest("unknown X-Goog-Resource-State")
-        number = int(_required(headers, "X-Goog-Message-Number", MESSAGE_NUMBER))
+        number = int(_required(meta, MESSAGE_NUMBER_META, "X-Goog-Message-Number",
+                               MESSAGE_NUMBER))
         kept = {}
-        for name in KEPT_HEADERS:
-            value = headers.get(name)
+        for name, key in KEPT_META:
+            value = meta.get(key)
             if value is not None and STORABLE_HEADER.fullmatch(value):
                 kept[name] = value
         return [Incoming(
             channel_id=channel_id,
-            secret=headers.get("X-Goog-Channel-Token"),
+            secret=meta.get(CHANNEL_TOKEN_META),
             resource_state=state,
             dedup_key=dedup_key(channel_id, number),
             message_number=number,
@@ -82,8 +93,8 @@ class GoogleReceiver(WebhookReceiver):
             raise Forbidden("resource id mismatch", item.channel_id)
 
 
-def _required(headers, name: str, pattern: re.Pattern | None) -> str:
-    value = (headers.get(name) or "").strip()
+def _required(meta, key: str, name: str, pattern: re.Pattern | None) -> str:
+    value = (meta.get(key) or "").strip()
     if not value:
         raise MalformedRequest(f"missing {name}")
     if pattern is not None and not pattern.fullmatch(value):
