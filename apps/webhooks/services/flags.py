@@ -1,8 +1,8 @@
 """Feature flags: the global kill switch and the phased rollout.
 
-Bucketing uses a stable digest (never Python's ``hash()``, which is salted per process), so every
-process puts a calendar in the same bucket, and a bucket is fixed for life: raising a
-percentage only ever adds calendars.
+Bucketing uses a stable SHA-256 digest (never Python's built-in string hashing, which is salted
+per process), so every process puts a calendar in the same bucket, and a bucket is fixed for
+life: raising a percentage only ever adds calendars.
 
 The kill switch has two layers: ``WEBHOOKS_ENABLED`` (deploy-time) and a runtime override in
 the ``RuntimeSetting`` table that ``webhooks_switch`` and the admin write. Every process reads
