@@ -50,8 +50,3 @@ class EncryptedTextField(models.TextField):
             raise DecryptionFailed(
                 f"{self.model.__name__}.{self.name} cannot be decrypted with FIELD_ENCRYPTION_KEY"
             ) from None
-
-
-def rotate_encryption(instance: models.Model, field_names: list[str]) -> None:
-    """Re-encrypt the given fields with the first key (the values are re-saved as they are)."""
-    instance.save(update_fields=field_names)

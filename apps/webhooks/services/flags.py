@@ -116,7 +116,7 @@ def calendar_in_rollout(calendar: Calendar) -> bool:
     if _early_adopter(account.email):
         return True
     return (
-        bucket("user", account.user_id) < settings.WEBHOOK_USER_ROLLOUT_PERCENTAGE
+        user_in_rollout(account.email, account.user_id)
         and bucket("calendar", calendar.pk) < settings.WEBHOOK_ROLLOUT_PERCENTAGE
     )
 
