@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -39,6 +40,8 @@ logger = logging.getLogger("apps.webhooks.receivers")
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 # A forged batch could name thousands of unknown ids: remember only this many per request.
 MAX_ORPHANS_PER_REQUEST = 20
+# A request header is kept with the notification only if it is printable ASCII of sane length.
+STORABLE_HEADER = re.compile(r"[\x20-\x7e]{0,2048}")
 
 
 # labels() takes a lock and builds a key on every call; the label sets here are fixed (provider
@@ -301,7 +304,7 @@ class WebhookReceiver(View):
             if per_channel.limited and per_channel.retry_after > decision.retry_after:
                 decision = per_channel
         if decision.limited:
-            NOTIFICATIONS.labels(self.provider, "rate_limited").inc(len(problems))
+            _notifications(self.provider, "rate_limited").inc(len(problems))
             counters.count_event(self.provider, "rate_limited", len(problems))
             return decision
         for problem in unknown:
@@ -312,7 +315,7 @@ class WebhookReceiver(View):
             by_outcome[problem.outcome] = by_outcome.get(problem.outcome, 0) + 1
             self.log_refusal(problem)
         for outcome, n in by_outcome.items():
-            NOTIFICATIONS.labels(self.provider, outcome).inc(n)
+            _notifications(self.provider, outcome).inc(n)
             counters.count_event(self.provider, outcome, n)
         return decision
 
@@ -335,7 +338,7 @@ class WebhookReceiver(View):
         return response
 
     def unavailable(self, exc: Exception) -> HttpResponse:
-        NOTIFICATIONS.labels(self.provider, "unavailable").inc()
+        _notifications(self.provider, "unavailable").inc()
         # The class name only: driver messages can carry hostnames or credentials.
         logger.error("%s notification not stored, database unavailable: %s", self.provider,
                      type(exc).__name__)

@@ -15,6 +15,7 @@ from django.http import HttpRequest
 
 from apps.webhooks.models import WebhookSubscription
 from apps.webhooks.receivers.base import (
+    STORABLE_HEADER,
     Forbidden,
     Incoming,
     MalformedRequest,
@@ -26,7 +27,6 @@ from apps.webhooks.receivers.base import (
 CHANNEL_ID = re.compile(r"[\x21-\x7e]{1,64}")
 RESOURCE_ID = re.compile(r"[\x21-\x7e]{1,255}")
 MESSAGE_NUMBER = re.compile(r"[0-9]{1,18}")
-STORABLE_HEADER = re.compile(r"[\x20-\x7e]{0,2048}")
 STATES = frozenset({"sync", "exists", "not_exists"})
 # Kept with the notification for the worker and for operators. Never the channel token.
 KEPT_HEADERS = (

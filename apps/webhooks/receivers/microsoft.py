@@ -21,6 +21,7 @@ from django.http import HttpRequest, HttpResponse
 
 from apps.webhooks.models import WebhookNotification
 from apps.webhooks.receivers.base import (
+    STORABLE_HEADER,
     Incoming,
     MalformedRequest,
     ReceiverError,
@@ -30,7 +31,6 @@ from apps.webhooks.receivers.base import (
 
 SUBSCRIPTION_ID = re.compile(r"[\x21-\x7e]{1,255}")
 EVENT_NAME = re.compile(r"[\x21-\x7e]{1,64}")  # changeType / lifecycleEvent
-STORABLE_HEADER = re.compile(r"[\x20-\x7e]{0,2048}")
 KEPT_HEADERS = ("User-Agent", "Content-Type", "Client-Request-Id")
 MAX_DEPTH = 32
 

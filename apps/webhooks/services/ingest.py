@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -47,7 +48,6 @@ NOTIFY_MIN_INTERVAL_SECONDS = 0.05
 LAST_HEARD_RESOLUTION_SECONDS = 60
 _last_notify = 0.0
 _notify_lock = threading.Lock()
-# Notifications for subscriptions in these states are queued; any other state is ignored.
 
 
 @dataclass
@@ -154,22 +154,16 @@ def _store_one_postgresql(item: NewNotification, now: datetime, ignored: bool) -
     number = [item.message_number] if numbered else []
     params += [cutoff, now, *number, *number, sub.pk, cutoff, *number]
     shape = (numbered, not ignored and _notify_due())
-    if connection.in_atomic_block:
-        # Inside a caller's transaction the row would commit after our 2xx: durable=True
-        # refuses that (test cases' own transactions are allowed).
-        with transaction.atomic(durable=True), connection.cursor() as cursor:
-            execute_store(cursor, shape, params)
-            inserted, still_valid = cursor.fetchone()[:2]
-    else:
-        with connection.cursor() as cursor:
-            execute_store(cursor, shape, params)
-            inserted, still_valid = cursor.fetchone()[:2]
+    # Inside a caller's transaction the row would commit after our 2xx: durable=True refuses
+    # that (test cases' own transactions are allowed).
+    guard = transaction.atomic(durable=True) if connection.in_atomic_block else nullcontext()
+    with guard, connection.cursor() as cursor:
+        execute_store(cursor, shape, params)
+        inserted, still_valid = cursor.fetchone()[:2]
     if not still_valid:
         subscription_cache.forget(sub.provider, sub.channel_id)
         raise StaleSubscription(sub.channel_id)
     return inserted == 1
-
-
 
 
 def _new_row(item: NewNotification, now: datetime, ignored: bool) -> WebhookNotification:
@@ -190,14 +184,10 @@ def _new_row(item: NewNotification, now: datetime, ignored: bool) -> WebhookNoti
     )
 
 
-def _insert(item: NewNotification, now: datetime, ignored: bool) -> None:
-    _new_row(item, now, ignored).save(force_insert=True)
-
-
 def _insert_unless_duplicate(item: NewNotification, now: datetime, ignored: bool) -> bool:
     try:
         with transaction.atomic():  # a savepoint: a duplicate must not abort the batch
-            _insert(item, now, ignored)
+            _new_row(item, now, ignored).save(force_insert=True)
         return True
     except IntegrityError:
         if _exists(item.dedup_key):

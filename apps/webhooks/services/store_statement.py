@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 # The worker LISTENs on this channel; NOTIFY is sent inside the storing transaction, so it is
 # delivered exactly when the rows become visible (PostgreSQL only).
 NOTIFY_CHANNEL = "calendar_sync_notifications"
+# Notifications for subscriptions in these states are queued; any other state is ignored.
 ACCEPTING_STATUSES = frozenset({"pending", "active"})
 
 _fast_sql: dict[tuple[bool, bool], str] = {}
@@ -132,7 +133,7 @@ def _row_columns() -> list[tuple[str, str]]:
     drifted += [name for name, (default, _) in FIXED_COLUMNS.items()
                 if by_attname[name].get_default() != default]
     if known != set(by_attname) or drifted:
-        raise RuntimeError("WebhookNotification fields changed: update ingest's row columns")
+        raise RuntimeError("WebhookNotification fields changed: update store_statement.py")
     columns = [(f.column, FIXED_COLUMNS[f.attname][1] if f.attname in FIXED_COLUMNS else "%s")
                for f in by_attname.values() if f.attname not in LEFT_NULL_COLUMNS]
     # The %s placeholders must take row_params() in order.
