@@ -51,9 +51,6 @@ class ProcessGroup:
     def first_exited(self) -> str | None:
         return next((name for name, p in self.procs if p.poll() is not None), None)
 
-    def pids(self) -> list[int]:
-        return [p.pid for _, p in self.procs]
-
     def stop_all(self, grace: float = 20.0) -> None:
         for name, proc in reversed(self.procs):
             if proc.poll() is None:

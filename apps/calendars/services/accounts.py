@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import requests
 from django.contrib.auth import get_user_model
@@ -20,9 +20,6 @@ from apps.calendars.providers import get_client, oauth
 from apps.calendars.providers.base import RemoteCalendar
 from apps.calendars.providers.errors import ClientError
 from calendar_sync import http
-
-if TYPE_CHECKING:
-    from apps.calendars.providers.authorized import AuthorizedClient
 
 log = logging.getLogger(__name__)
 
@@ -159,11 +156,6 @@ def mark_reauth_required(account: CalendarAccount, reason: str) -> bool:
         log.warning("%s account %s needs re-authorization: %s", account.provider, account.pk,
                     reason)
     return bool(updated)
-
-
-def get_valid_access_token(account: CalendarAccount) -> str:
-    """A usable access token for the account, refreshed (and saved) when needed."""
-    return cast("AuthorizedClient", get_client(account)).ensure_access_token()
 
 
 def seed_demo_accounts(sandbox_url: str) -> list[CalendarAccount]:

@@ -36,6 +36,10 @@ class Check:
     def fails(self) -> bool:
         return not self.ok and not self.warning_only
 
+    def __str__(self) -> str:
+        """The line both validation commands print for the check."""
+        return f"[{self.label:>4}] {self.name}" + (f": {self.detail}" if self.detail else "")
+
 
 def _is_local(url: str) -> bool:
     host = urlparse(url).hostname or ""

@@ -23,8 +23,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         checks = deployment_checks(wait_seconds=max(0.0, options["wait"]))
         for check in checks:
-            self.stdout.write(f"[{check.label:>4}] {check.name}"
-                              + (f": {check.detail}" if check.detail else ""))
+            self.stdout.write(str(check))
         failed = [c for c in checks if c.fails]
         if failed:
             self.stderr.write(f"Deployment NOT ready: {len(failed)} check(s) failed.")
