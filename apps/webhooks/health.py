@@ -7,6 +7,7 @@ refusing still yields an answer in well under a second.
 from __future__ import annotations
 
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -27,23 +28,30 @@ class CheckResult:
     output: str = ""
 
 
-def _database() -> None:
+def probe_database() -> None:
+    """Raise unless the database answers a query (shared with the health monitor)."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT 1")
+        cur.fetchone()
+
+
+def probe_cache() -> None:
+    """Raise unless the cache returns what was just written (shared with the health monitor).
+    A fresh value per probe, so another process's probe can never answer for this one."""
+    key, value = "health:probe", uuid.uuid4().hex
+    cache.set(key, value, 30)
+    if cache.get(key) != value:
+        raise RuntimeError("cache did not return the value just written")
+
+
+def _database_in_thread() -> None:
     try:
-        with connection.cursor() as cur:
-            cur.execute("SELECT 1")
-            cur.fetchone()
+        probe_database()
     finally:
         connection.close()  # this thread's connection: do not leak one per check
 
 
-def _cache() -> None:
-    key = "health:probe"
-    cache.set(key, "1", 10)
-    if cache.get(key) != "1":
-        raise RuntimeError("cache did not return the value just written")
-
-
-CHECKS = (("database", _database, True), ("cache", _cache, False))
+CHECKS = (("database", _database_in_thread, True), ("cache", probe_cache, False))
 
 
 def run_checks() -> list[CheckResult]:

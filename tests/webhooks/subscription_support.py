@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
+import time_machine
 from sync_support import counter as call_count  # noqa: F401 - the sandbox admin API helpers
 from sync_support import sandbox_state, set_faults  # noqa: F401
 
@@ -73,6 +74,18 @@ def push_address_nowhere(url: str) -> str:
     """A WEBHOOK_BASE_URL whose pushes the sandbox gives up on at once (a sink answering 400
     to an empty body), for tests that do not need notifications delivered."""
     return f"{url}/_sandbox/sinks/webhook/nowhere"
+
+
+def maintenance_at(url: str, when: datetime):
+    """``run_maintenance()`` at ``when`` (the clock ticking), with the sandbox's clock moved
+    along and back again afterwards; its summary."""
+    from apps.webhooks.services.subscriptions import run_maintenance
+
+    with time_machine.travel(when, tick=True):
+        follow_clock(url)
+        summary = run_maintenance()
+    follow_clock(url)
+    return summary
 
 
 def utc(ts: float) -> datetime:

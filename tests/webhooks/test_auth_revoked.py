@@ -12,7 +12,6 @@ from subscription_support import (
     connect_account,
     follow_clock,
     polling_pass,
-    push_address_nowhere,
     remote_channels,
     set_faults,
 )
@@ -29,8 +28,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def account(sandbox, settings, user):
-    settings.WEBHOOK_BASE_URL = push_address_nowhere(sandbox.url)
+def account(sandbox, push_nowhere, user):
     return connect_account(sandbox.url, user, "google", calendars=2)
 
 

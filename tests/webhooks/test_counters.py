@@ -8,17 +8,11 @@ from datetime import UTC, datetime
 import pytest
 import time_machine
 from test_ingest import run_together
-from webhook_cases import reset_receiver_state
 
 from apps.webhooks.models import OrphanChannel, WebhookCounter
 from apps.webhooks.services import counters
 
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    reset_receiver_state()
-    yield
-    reset_receiver_state()
+pytestmark = pytest.mark.usefixtures("fresh_receiver_state")
 
 
 @pytest.mark.django_db

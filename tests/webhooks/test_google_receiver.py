@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 import time_machine
-from webhook_cases import WebhookCases, counter, make_subscription, reset_receiver_state
+from webhook_cases import WebhookCases, counter, make_subscription
 
 from apps.webhooks.models import WebhookNotification
 
@@ -59,11 +59,7 @@ class TestGoogleReceiver(WebhookCases):
         return google_headers(subscription.channel_id, secret)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_receiver_state():
-    reset_receiver_state()
-    yield
-    reset_receiver_state()
+pytestmark = pytest.mark.usefixtures("fresh_receiver_state")
 
 
 @pytest.fixture

@@ -6,17 +6,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import time_machine
 from django.utils import timezone
 from subscription_support import (
     call_count,
     connect_account,
-    follow_clock,
+    maintenance_at,
     remote_channels,
     set_faults,
 )
 
-from apps.webhooks.services.subscriptions import create_subscription, run_maintenance
+from apps.webhooks.services.subscriptions import create_subscription
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -28,13 +27,6 @@ def calendar(sandbox, live_server, settings, user):
     _, calendars, _ = connect_account(sandbox.url, user, "microsoft")
     return calendars[0]
 
-
-def maintenance_at(sandbox, when):
-    with time_machine.travel(when, tick=True):
-        follow_clock(sandbox.url)
-        summary = run_maintenance()
-    follow_clock(sandbox.url)
-    return summary
 
 
 def test_a_subscription_is_created_with_both_urls_and_an_allowed_expiry(sandbox, calendar,
@@ -57,7 +49,7 @@ def test_renewal_extends_the_same_subscription(sandbox, calendar):
     sub = create_subscription(calendar)
     first_expiry = sub.expires_at
 
-    summary = maintenance_at(sandbox, sub.renew_at + timedelta(minutes=1))
+    summary = maintenance_at(sandbox.url, sub.renew_at + timedelta(minutes=1))
 
     sub.refresh_from_db()
     assert summary["renewed"] == 1
@@ -73,7 +65,7 @@ def test_a_subscription_graph_forgot_is_created_again(sandbox, calendar):
     sub = create_subscription(calendar)
     set_faults(sandbox.url, expire_subscription=[sub.channel_id])
 
-    summary = maintenance_at(sandbox, sub.renew_at + timedelta(minutes=1))
+    summary = maintenance_at(sandbox.url, sub.renew_at + timedelta(minutes=1))
 
     sub.refresh_from_db()
     successor = sub.replaced_by
@@ -87,7 +79,7 @@ def test_a_subscription_graph_forgot_is_created_again(sandbox, calendar):
 def test_a_subscription_that_lapsed_is_counted_and_repaired(sandbox, calendar):
     sub = create_subscription(calendar)
 
-    summary = maintenance_at(sandbox, sub.expires_at + timedelta(hours=1))
+    summary = maintenance_at(sandbox.url, sub.expires_at + timedelta(hours=1))
 
     sub.refresh_from_db()
     assert summary["lapsed"] == 1 and summary["repaired"] == 1

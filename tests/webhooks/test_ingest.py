@@ -9,17 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from django.db import connections
-from webhook_cases import make_subscription, reset_receiver_state
+from webhook_cases import make_subscription
 
 from apps.webhooks.models import WebhookNotification
 from apps.webhooks.services import ingest
 
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    reset_receiver_state()
-    yield
-    reset_receiver_state()
+pytestmark = pytest.mark.usefixtures("fresh_receiver_state")
 
 
 def run_together(n: int, work) -> None:

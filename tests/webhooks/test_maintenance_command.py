@@ -22,8 +22,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def calendars(sandbox, settings, user):
-    settings.WEBHOOK_BASE_URL = push_address_nowhere(sandbox.url)
+def calendars(sandbox, push_nowhere, user):
     return connect_account(sandbox.url, user, "google", calendars=2)[1]
 
 

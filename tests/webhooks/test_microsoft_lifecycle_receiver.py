@@ -11,7 +11,6 @@ from webhook_cases import (
     counter,
     make_microsoft_calendar,
     make_subscription,
-    reset_receiver_state,
 )
 
 from apps.webhooks.models import WebhookNotification
@@ -37,11 +36,7 @@ def post_items(client, items, **headers):
                        headers=headers)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_receiver_state():
-    reset_receiver_state()
-    yield
-    reset_receiver_state()
+pytestmark = pytest.mark.usefixtures("fresh_receiver_state")
 
 
 class TestMicrosoftLifecycleReceiver(WebhookCases):

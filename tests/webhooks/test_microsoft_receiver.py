@@ -13,7 +13,6 @@ from webhook_cases import (
     counter,
     make_microsoft_calendar,
     make_subscription,
-    reset_receiver_state,
 )
 
 from apps.webhooks.models import OrphanChannel, WebhookNotification
@@ -47,11 +46,7 @@ def post_items(client, items, url=URL, **headers):
                        headers=headers)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_receiver_state():
-    reset_receiver_state()
-    yield
-    reset_receiver_state()
+pytestmark = pytest.mark.usefixtures("fresh_receiver_state")
 
 
 class TestMicrosoftReceiver(WebhookCases):

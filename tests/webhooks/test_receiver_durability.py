@@ -17,7 +17,7 @@ import psycopg2
 import pytest
 from django.db import OperationalError, close_old_connections, connection
 from test_google_receiver import RESOURCE_ID, google_headers, post
-from webhook_cases import make_microsoft_calendar, make_subscription, reset_receiver_state
+from webhook_cases import make_microsoft_calendar, make_subscription
 
 from apps.webhooks.models import WebhookNotification
 from apps.webhooks.services import ingest
@@ -114,13 +114,6 @@ def test_a_hung_database_gets_a_503_within_the_connect_timeout():
     assert result["google"]["seconds"] < 4
 
 
-@pytest.fixture
-def _fresh():
-    reset_receiver_state()
-    yield
-    reset_receiver_state()
-
-
 def _count_rows_from_another_connection(table: str) -> int:
     return _query_another_connection(f"SELECT count(*) FROM {table}", [])
 
@@ -144,7 +137,7 @@ def _query_another_connection(sql: str, params: list) -> int:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_row_is_committed_before_the_2xx_leaves(client, google_calendar, _fresh):
+def test_the_row_is_committed_before_the_2xx_leaves(client, google_calendar, fresh_receiver_state):
     sub, token = make_subscription(google_calendar, "google", "active", RESOURCE_ID)
     response = post(client, google_headers(sub.channel_id, token, n=31))
     assert response.status_code == 200
@@ -153,7 +146,7 @@ def test_the_row_is_committed_before_the_2xx_leaves(client, google_calendar, _fr
 
 @pytest.mark.django_db(transaction=True)
 def test_a_failed_commit_of_a_batch_is_a_503_and_leaves_no_row(client, user, monkeypatch,
-                                                              _fresh):
+                                                              fresh_receiver_state):
     # A Graph batch is stored in one transaction.atomic(): its COMMIT is the step that fails.
     sub, secret = make_subscription(make_microsoft_calendar(user), "microsoft")
     items = [{"subscriptionId": sub.channel_id, "clientState": secret, "changeType": "updated",
@@ -172,7 +165,7 @@ def test_a_failed_commit_of_a_batch_is_a_503_and_leaves_no_row(client, user, mon
 
 @pytest.mark.django_db(transaction=True)
 def test_a_connection_killed_before_the_store_is_a_503_then_service_resumes(
-        client, google_calendar, monkeypatch, _fresh):
+        client, google_calendar, monkeypatch, fresh_receiver_state):
     sub, token = make_subscription(google_calendar, "google", "active", RESOURCE_ID)
     real_store = ingest.store
 
@@ -202,7 +195,8 @@ def test_a_connection_killed_before_the_store_is_a_503_then_service_resumes(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_redeliveries_store_one_row_and_all_get_a_2xx(google_calendar, _fresh):
+def test_concurrent_redeliveries_store_one_row_and_all_get_a_2xx(google_calendar,
+                                                                  fresh_receiver_state):
     from django.db import connections
     from django.test import Client
 
@@ -227,7 +221,8 @@ def test_concurrent_redeliveries_store_one_row_and_all_get_a_2xx(google_calendar
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_stored_notification_wakes_a_listening_worker(client, google_calendar, _fresh):
+def test_a_stored_notification_wakes_a_listening_worker(client, google_calendar,
+                                                        fresh_receiver_state):
     sub, token = make_subscription(google_calendar, "google", "active", RESOURCE_ID)
     params = connection.get_connection_params()
     listener = psycopg2.connect(**{k: v for k, v in params.items()

@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import pytest
 from test_google_receiver import RESOURCE_ID, google_headers, post
-from webhook_cases import make_subscription, reset_receiver_state
+from webhook_cases import make_subscription
 
 from apps.webhooks.models import WebhookNotification
 
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    reset_receiver_state()
-    yield
-    reset_receiver_state()
+pytestmark = pytest.mark.usefixtures("fresh_receiver_state")
 
 
 @pytest.mark.django_db

@@ -7,14 +7,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import time_machine
 from django.utils import timezone
 from subscription_support import (
     call_count,
     connect_account,
-    follow_clock,
+    maintenance_at,
     polling_pass,
-    push_address_nowhere,
     remote_channels,
     set_faults,
 )
@@ -29,17 +27,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def account(sandbox, settings, user):
-    settings.WEBHOOK_BASE_URL = push_address_nowhere(sandbox.url)
+def account(sandbox, push_nowhere, user):
     return connect_account(sandbox.url, user, "google")
 
-
-def maintenance_at(sandbox, when):
-    with time_machine.travel(when, tick=True):
-        follow_clock(sandbox.url)
-        summary = run_maintenance()
-    follow_clock(sandbox.url)
-    return summary
 
 
 def slot(calendar) -> WebhookSubscription:
@@ -55,7 +45,7 @@ def test_ten_consecutive_failures_suspend_and_a_later_success_recovers(sandbox, 
     when = timezone.now()
     delays = []
     for attempt in range(1, limit + 1):
-        summary = maintenance_at(sandbox, when)
+        summary = maintenance_at(sandbox.url, when)
         sub = slot(calendar)
         assert sub.failure_count == attempt
         assert "503" in sub.last_error
@@ -73,11 +63,11 @@ def test_ten_consecutive_failures_suspend_and_a_later_success_recovers(sandbox, 
     assert call_count(sandbox.url, "google.events.watch") == limit
 
     # Suspended: left alone until the (long) probe time, even though maintenance runs.
-    idle = maintenance_at(sandbox, sub.next_retry_at - timedelta(minutes=30))
+    idle = maintenance_at(sandbox.url, sub.next_retry_at - timedelta(minutes=30))
     assert idle.changes == 0 and call_count(sandbox.url, "google.events.watch") == limit
 
     set_faults(sandbox.url, clear=True)
-    recovered = maintenance_at(sandbox, sub.next_retry_at + timedelta(seconds=1))
+    recovered = maintenance_at(sandbox.url, sub.next_retry_at + timedelta(seconds=1))
 
     sub = slot(calendar)
     assert recovered["repaired"] == 1
@@ -94,9 +84,9 @@ def test_recovery_from_suspension_keeps_the_polling_an_operator_asked_for(sandbo
     settings.WEBHOOK_MAX_SUBSCRIPTION_FAILURES = 1
     set_faults(sandbox.url, fail_next={"google.events.watch": [503]})
 
-    assert maintenance_at(sandbox, timezone.now())["suspended"] == 1
+    assert maintenance_at(sandbox.url, timezone.now())["suspended"] == 1
     retry_at = slot(calendar).next_retry_at
-    assert maintenance_at(sandbox, retry_at + timedelta(seconds=1))["repaired"] == 1
+    assert maintenance_at(sandbox.url, retry_at + timedelta(seconds=1))["repaired"] == 1
 
     assert slot(calendar).status == "active"
     assert Calendar.objects.get(pk=calendar.pk).fallback_polling_enabled
@@ -107,10 +97,10 @@ def test_a_success_resets_the_failure_count(sandbox, account):
     _, (calendar,), _ = account
     set_faults(sandbox.url, fail_next={"google.events.watch": [500, 503]})
 
-    first = maintenance_at(sandbox, timezone.now())
-    second = maintenance_at(sandbox, slot(calendar).next_retry_at + timedelta(seconds=1))
+    first = maintenance_at(sandbox.url, timezone.now())
+    second = maintenance_at(sandbox.url, slot(calendar).next_retry_at + timedelta(seconds=1))
     assert slot(calendar).failure_count == 2
-    third = maintenance_at(sandbox, slot(calendar).next_retry_at + timedelta(seconds=1))
+    third = maintenance_at(sandbox.url, slot(calendar).next_retry_at + timedelta(seconds=1))
 
     assert (first["failed"], second["failed"], third["repaired"]) == (1, 1, 1)
     sub = slot(calendar)
@@ -122,7 +112,7 @@ def test_a_throttled_attempt_waits_at_least_as_long_as_the_provider_asks(sandbox
     set_faults(sandbox.url, fail_next={"google.events.watch": [429]}, retry_after_seconds=3600)
     started = timezone.now()
 
-    assert maintenance_at(sandbox, started)["failed"] == 1
+    assert maintenance_at(sandbox.url, started)["failed"] == 1
 
     sub = slot(calendar)
     assert sub.next_retry_at - started >= timedelta(seconds=3600)

@@ -12,7 +12,6 @@ from django.utils import timezone
 from subscription_support import (
     call_count,
     connect_account,
-    push_address_nowhere,
     remote_channels,
 )
 
@@ -30,9 +29,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def base_url(sandbox, settings):
-    settings.WEBHOOK_BASE_URL = push_address_nowhere(sandbox.url)
-    return settings.WEBHOOK_BASE_URL
+def base_url(push_nowhere):
+    return push_nowhere
 
 
 @pytest.fixture

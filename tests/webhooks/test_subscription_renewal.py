@@ -7,43 +7,33 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import time_machine
 from subscription_support import (
     call_count,
     connect_account,
-    follow_clock,
-    push_address_nowhere,
+    maintenance_at,
     remote_channels,
     set_faults,
 )
 
 from apps.webhooks.models import WebhookSubscription
 from apps.webhooks.services.channels import renewal_time
-from apps.webhooks.services.subscriptions import create_subscription, run_maintenance
+from apps.webhooks.services.subscriptions import create_subscription
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def calendar(sandbox, settings, user):
-    settings.WEBHOOK_BASE_URL = push_address_nowhere(sandbox.url)
+def calendar(sandbox, push_nowhere, user):
     _, calendars, _ = connect_account(sandbox.url, user, "google")
     return calendars[0]
 
-
-def maintenance_at(sandbox, when: datetime):
-    with time_machine.travel(when, tick=True):
-        follow_clock(sandbox.url)
-        summary = run_maintenance()
-    follow_clock(sandbox.url)
-    return summary
 
 
 def test_a_channel_is_renewed_once_its_renewal_time_has_come_and_not_before(sandbox, calendar):
     sub = create_subscription(calendar)
 
-    early = maintenance_at(sandbox, sub.renew_at - timedelta(minutes=5))
-    due = maintenance_at(sandbox, sub.renew_at + timedelta(minutes=5))
+    early = maintenance_at(sandbox.url, sub.renew_at - timedelta(minutes=5))
+    due = maintenance_at(sandbox.url, sub.renew_at + timedelta(minutes=5))
 
     assert early.changes == 0
     assert due["renewed"] == 1
@@ -86,7 +76,7 @@ def test_a_failed_replacement_keeps_the_old_channel_and_is_retried_after_backoff
     set_faults(sandbox.url, fail_next={"google.events.watch": [503]})
     due = sub.renew_at + timedelta(minutes=1)
 
-    failed = maintenance_at(sandbox, due)
+    failed = maintenance_at(sandbox.url, due)
 
     sub.refresh_from_db()
     assert failed["failed"] == 1 and failed["renewed"] == 0
@@ -99,10 +89,10 @@ def test_a_failed_replacement_keeps_the_old_channel_and_is_retried_after_backoff
     assert WebhookSubscription.objects.exclude(status="stopped").count() == 1
 
     watches = call_count(sandbox.url, "google.events.watch")
-    assert maintenance_at(sandbox, sub.next_retry_at - timedelta(seconds=20)).changes == 0
+    assert maintenance_at(sandbox.url, sub.next_retry_at - timedelta(seconds=20)).changes == 0
     assert call_count(sandbox.url, "google.events.watch") == watches
 
-    retried = maintenance_at(sandbox, sub.next_retry_at + timedelta(seconds=5))
+    retried = maintenance_at(sandbox.url, sub.next_retry_at + timedelta(seconds=5))
 
     sub.refresh_from_db()
     assert retried["renewed"] == 1

@@ -136,10 +136,12 @@ def sync_calendar_list(account: CalendarAccount,
     return listed
 
 
-def mark_reauth_required(account: CalendarAccount, reason: str) -> bool:
+def mark_reauth_required(account: CalendarAccount, reason: str, *,
+                         only_if_active: bool = False) -> bool:
     """Stop using an account until the user reconnects it: status ``reauth_required``, the
     reason in ``last_error`` (never a secret), the dead tokens dropped. A ``disabled`` account
-    stays disabled. Returns whether the account changed."""
+    stays disabled; with ``only_if_active`` an account already marked keeps its first reason
+    (callers that only make sure of it after the client did). Returns whether it changed."""
     reason = reason[:500]
     changes = {"status": CalendarAccount.Status.REAUTH_REQUIRED, "last_error": reason,
                "access_token": "", "refresh_token": "", "token_expires_at": None}
@@ -147,9 +149,10 @@ def mark_reauth_required(account: CalendarAccount, reason: str) -> bool:
         return False
     updated = 1
     if account.pk is not None:
-        updated = (CalendarAccount.objects.filter(pk=account.pk)
-                   .exclude(status=CalendarAccount.Status.DISABLED)
-                   .update(updated_at=timezone.now(), **changes))
+        rows = CalendarAccount.objects.filter(pk=account.pk)
+        rows = (rows.filter(status=CalendarAccount.Status.ACTIVE) if only_if_active
+                else rows.exclude(status=CalendarAccount.Status.DISABLED))
+        updated = rows.update(updated_at=timezone.now(), **changes)
     if updated:
         for name, value in changes.items():
             setattr(account, name, value)

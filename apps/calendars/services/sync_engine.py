@@ -37,6 +37,7 @@ from apps.calendars.providers.errors import (
     RateLimited,
     Transient,
 )
+from apps.calendars.services.accounts import mark_reauth_required
 from calendar_sync import metrics
 from calendar_sync.locks import advisory_lock
 
@@ -269,8 +270,7 @@ def _provider_failure(calendar: Calendar, exc: ProviderError, kind: str) -> Sync
     message = f"{exc.kind}: {exc}"[:1000]
     if isinstance(exc, AuthRevoked):
         # The client marks the account; make sure of it so nobody keeps retrying.
-        CalendarAccount.objects.filter(pk=account.pk, status=CalendarAccount.Status.ACTIVE) \
-            .update(status=CalendarAccount.Status.REAUTH_REQUIRED, last_error=message)
+        mark_reauth_required(account, message, only_if_active=True)
         _record_failure(calendar, message)
         return SyncResult(calendar.pk, Outcome.AUTH_REVOKED, kind=kind, error=message)
     if isinstance(exc, CursorExpired):

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import logging
 import shutil
-import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.core.cache import cache
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.db.models import Avg, Count, Max, Min, Q, Sum
 from django.utils import timezone
 
 from apps.monitoring.services.health_rules import evaluate, recommend
+from apps.webhooks.health import probe_cache, probe_database
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ class HealthMonitor:
     def get_system_health(self) -> dict:
         infrastructure = {"database_healthy": True, **self._host_checks()}
         try:
-            self._probe_database()
+            probe_database()
             metrics = {
                 "subscriptions": self._subscriptions(),
                 "notifications": self._notifications(),
@@ -74,12 +73,6 @@ class HealthMonitor:
         }
 
     # --- database figures ----------------------------------------------------------------
-
-    @staticmethod
-    def _probe_database() -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
 
     def _subscriptions(self) -> dict:
         from apps.webhooks.models import SUBSCRIPTION_STATUSES, WebhookSubscription
@@ -234,12 +227,11 @@ class HealthMonitor:
 
 
 def _cache_works() -> bool:
-    key, value = "monitoring:probe", uuid.uuid4().hex
     try:
-        cache.set(key, value, 30)
-        return cache.get(key) == value
+        probe_cache()
     except Exception:  # noqa: BLE001 - any cache backend error means "cache down"
         return False
+    return True
 
 
 def _disk_free_fraction() -> float | None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ipaddress
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,6 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.monitoring.channels import CHANNEL_CLASSES, configured_names
+from apps.webhooks.health import probe_cache, probe_database
 
 
 @dataclass
@@ -122,17 +122,13 @@ def _migrations() -> Check:
 def _database() -> Check:
     from django.db import connection
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+    probe_database()
     return Check("database", True, connection.vendor)
 
 
 def _cache() -> Check:
-    from django.core.cache import cache
-
-    value = uuid.uuid4().hex
-    cache.set("monitoring:deploy-probe", value, 30)
-    return Check("cache", cache.get("monitoring:deploy-probe") == value)
+    probe_cache()
+    return Check("cache", True)
 
 
 def _health_endpoint() -> Check:

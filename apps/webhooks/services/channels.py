@@ -25,6 +25,7 @@ from django.utils import timezone
 from apps.calendars.models import Calendar, CalendarAccount
 from apps.calendars.providers import get_client
 from apps.calendars.providers.errors import AuthRevoked, NotFound, ProviderError
+from apps.calendars.services.accounts import mark_reauth_required
 from apps.webhooks.models import WebhookSubscription
 from calendar_sync.locks import advisory_lock
 
@@ -156,8 +157,7 @@ def handle_auth_revoked(account: CalendarAccount) -> None:
     now = timezone.now()
     reason = "authorization revoked (invalid_grant): the account must be reconnected"
     # The client has usually marked it already (keep its reason); a disabled one stays so.
-    CalendarAccount.objects.filter(pk=account.pk, status=CalendarAccount.Status.ACTIVE).update(
-        status=CalendarAccount.Status.REAUTH_REQUIRED, last_error=reason, updated_at=now)
+    mark_reauth_required(account, reason, only_if_active=True)
     account.refresh_from_db(fields=["status", "last_error"])
     stopped = WebhookSubscription.objects.filter(
         calendar__calendar_account=account, status__in=OPEN

@@ -1,0 +1,27 @@
+"""Fixtures shared by the webhook tests (opt-in: none is autouse)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from subscription_support import push_address_nowhere
+from webhook_cases import reset_receiver_state
+
+
+@pytest.fixture
+def fresh_receiver_state() -> Iterator[None]:
+    """The receivers' process-wide state reset before and after the test, so one test's
+    database or cache failure never leaks into the next. Use with
+    ``pytest.mark.usefixtures("fresh_receiver_state")``."""
+    reset_receiver_state()
+    yield
+    reset_receiver_state()
+
+
+@pytest.fixture
+def push_nowhere(sandbox, settings) -> str:
+    """WEBHOOK_BASE_URL pointed at a sandbox sink the provider gives up on at once, for tests
+    that create channels but need no notification delivered."""
+    settings.WEBHOOK_BASE_URL = push_address_nowhere(sandbox.url)
+    return settings.WEBHOOK_BASE_URL
