@@ -77,6 +77,9 @@ FIELD_ENCRYPTION_KEY = envlist("FIELD_ENCRYPTION_KEY", [])
 # --- Receivers -----------------------------------------------------------------------------
 WEBHOOK_BASE_URL = env("WEBHOOK_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 WEBHOOK_MAX_BODY_BYTES = envint("WEBHOOK_MAX_BODY_BYTES", 1_048_576, minimum=1024)
+# Notifications in one Graph request (Graph batches far fewer): a larger batch is refused
+# with 413 before its items are looked at, so one request's work stays bounded.
+WEBHOOK_MAX_BATCH_ITEMS = envint("WEBHOOK_MAX_BATCH_ITEMS", 1000, minimum=1)
 WEBHOOK_RATE_LIMIT_ENABLED = envbool("WEBHOOK_RATE_LIMIT_ENABLED", True)
 # Limits what an abusive source can do (rejected requests per address, requests per unknown
 # channel). Valid notifications are never refused for rate.

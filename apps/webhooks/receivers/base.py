@@ -313,18 +313,26 @@ class WebhookReceiver(View):
         by_outcome: dict[str, int] = {}
         for problem in problems:
             by_outcome[problem.outcome] = by_outcome.get(problem.outcome, 0) + 1
-            self.log_refusal(problem)
         for outcome, n in by_outcome.items():
             _notifications(self.provider, outcome).inc(n)
             counters.count_event(self.provider, outcome, n)
+        self.log_refusals(problems)
         return decision
 
-    def log_refusal(self, problem: ReceiverError) -> None:
-        # The channel id has passed the provider module's syntax check by the time it is set;
-        # secrets are never part of a ReceiverError.
-        level = logging.WARNING if isinstance(problem, Forbidden) else logging.INFO
-        logger.log(level, "%s notification refused (%s): %s channel=%s", self.provider,
-                   problem.status, problem.reason, problem.channel_id or "-")
+    def log_refusals(self, problems: list[ReceiverError]) -> None:
+        """One line per request, whatever the number of refused items: counts by reason and
+        the first channel named. The channel id has passed the provider module's syntax check
+        by the time it is set; secrets are never part of a ReceiverError."""
+        by_reason: dict[tuple[int, str], int] = {}
+        for problem in problems:
+            key = (problem.status, problem.reason)
+            by_reason[key] = by_reason.get(key, 0) + 1
+        forged = any(isinstance(p, Forbidden) for p in problems)
+        reasons = ", ".join(f"{status} {reason}: {n}"
+                            for (status, reason), n in sorted(by_reason.items()))
+        channel = next((p.channel_id for p in problems if p.channel_id), "-")
+        logger.log(logging.WARNING if forged else logging.INFO,
+                   "%s notifications refused (%s) channel=%s", self.provider, reasons, channel)
 
     def refusal_response(self, exc: ReceiverError,
                          decision: ratelimit.Decision) -> HttpResponse:

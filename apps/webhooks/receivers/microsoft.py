@@ -16,6 +16,7 @@ import json
 import re
 import uuid
 
+from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse
 
@@ -24,6 +25,7 @@ from apps.webhooks.receivers.base import (
     STORABLE_HEADER,
     Incoming,
     MalformedRequest,
+    PayloadTooLarge,
     ReceiverError,
     WebhookReceiver,
     plain_response,
@@ -86,6 +88,11 @@ class MicrosoftReceiver(WebhookReceiver):
             raise MalformedRequest("body is not JSON")
         if not isinstance(document, dict) or not isinstance(document.get("value"), list):
             raise MalformedRequest('body is not {"value": [...]}')
+        # The JSON text is bounded by the body size (milliseconds of C parsing); the work per
+        # item (checks, lookups, storing) is bounded here, before any item is looked at.
+        limit = settings.WEBHOOK_MAX_BATCH_ITEMS
+        if len(document["value"]) > limit:
+            raise PayloadTooLarge(f"more than {limit} notifications in one request")
         headers = {name: value for name in KEPT_HEADERS
                    if (value := request.headers.get(name)) is not None
                    and STORABLE_HEADER.fullmatch(value)}
