@@ -3,7 +3,10 @@
 import multiprocessing
 import os
 
-bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
+# Loopback unless told otherwise: gunicorn must sit behind nginx, which cuts off slow and
+# stalled clients (gunicorn alone keeps a slowloris connection open for ever). The container
+# image sets GUNICORN_BIND=0.0.0.0:8000 for nginx on the compose network.
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", min(4, multiprocessing.cpu_count() * 2)))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 worker_class = "gthread"

@@ -161,6 +161,7 @@ class WebhookReceiver(View):
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         started = time.perf_counter()
+        ratelimit.note_forwarding_peer(request)
         try:
             response = self.early_response(request) or self.receive(request)
         except ReceiverError as exc:
