@@ -88,6 +88,13 @@ WEBHOOK_RATE_LIMIT_WINDOW_SECONDS = envint("WEBHOOK_RATE_LIMIT_WINDOW_SECONDS", 
 # Peers whose X-Forwarded-For is believed when rate limiting per client address (the reverse
 # proxy in front of gunicorn). Anyone else's X-Forwarded-For is ignored.
 WEBHOOK_TRUSTED_PROXIES = envlist("WEBHOOK_TRUSTED_PROXIES", ["127.0.0.1", "::1"])
+# Unknown channels remembered per client address and day (a forger's random ids stop being
+# recorded past this), and orphan stop calls per account and day (provider quota spent on
+# channels we did not create).
+WEBHOOK_ORPHANS_PER_SOURCE_PER_DAY = envint("WEBHOOK_ORPHANS_PER_SOURCE_PER_DAY", 200, minimum=0)
+WEBHOOK_ORPHAN_STOPS_PER_ACCOUNT_PER_DAY = envint(
+    "WEBHOOK_ORPHAN_STOPS_PER_ACCOUNT_PER_DAY", 20, minimum=0
+)
 # How long a receiver process may reuse what it read about a subscription (id, token digest,
 # resource id). The storing statement re-checks those facts and the status, so a stale entry
 # costs one more lookup, never a wrong answer. 0 disables the cache.

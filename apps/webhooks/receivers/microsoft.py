@@ -122,8 +122,12 @@ class MicrosoftReceiver(WebhookReceiver):
             if not isinstance(resource, str) or not resource:
                 return MalformedItem("missing resource", subscription_id)
             kind, state, key = WebhookNotification.Kind.CHANGE, change, change_dedup_key(raw)
+        resource, tenant = raw.get("resource"), raw.get("tenantId")
         return Incoming(channel_id=subscription_id, secret=raw.get("clientState"), kind=kind,
-                        resource_state=state, dedup_key=key, headers=headers, payload=payload)
+                        resource_state=state, dedup_key=key, headers=headers, payload=payload,
+                        resource_uri=resource[:2048] if isinstance(resource, str) else "",
+                        tenant_id=tenant if isinstance(tenant, str) and len(tenant) <= 64
+                        else "")
 
 
 class MicrosoftLifecycleReceiver(MicrosoftReceiver):

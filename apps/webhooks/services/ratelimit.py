@@ -78,6 +78,34 @@ class _FailOpen:
 _state = _FailOpen()
 
 
+def _spend(scope: str, identifier: str, window: int, n: int = 1) -> tuple[int, float]:
+    """Add ``n`` to (scope, identifier)'s counter for the current fixed window; return the new
+    count and the window's end. Raises whatever the cache raises."""
+    now = time.time()
+    index = int(now // window)
+    digest = hashlib.sha256(identifier.encode("utf-8", "backslashreplace")).hexdigest()[:32]
+    key = f"webhooks:rl:{scope}:{digest}:{index}"
+    try:
+        cache.add(key, 0, timeout=window + 1)
+        count = cache.incr(key, n)
+    except ValueError:
+        # The key expired between add and incr: this request opens a new window.
+        count = n
+    return count, (index + 1) * window
+
+
+def within_budget(scope: str, identifier: str, n: int, limit: int, window: int,
+                  fail_open: bool = True) -> bool:
+    """Spend ``n`` from (scope, identifier)'s budget of ``limit`` per ``window`` seconds;
+    whether it was all within. When the cache cannot say: ``fail_open``."""
+    try:
+        count, _ = _spend(scope, identifier, window, n)
+    except Exception:  # noqa: BLE001 - any cache failure means "cannot decide"
+        logger.warning("budget %s: cache unreachable", scope)
+        return fail_open
+    return count <= limit
+
+
 def hit(scope: str, identifier: str, provider: str) -> Decision:
     """Count one refused request for (scope, identifier); say whether it is over the limit."""
     if not settings.WEBHOOK_RATE_LIMIT_ENABLED:
@@ -85,17 +113,9 @@ def hit(scope: str, identifier: str, provider: str) -> Decision:
     if _state.skipping():
         _record_fail_open(provider)
         return ALLOWED
-    window = settings.WEBHOOK_RATE_LIMIT_WINDOW_SECONDS
     now = time.time()
-    index = int(now // window)
-    digest = hashlib.sha256(identifier.encode("utf-8", "backslashreplace")).hexdigest()[:32]
-    key = f"webhooks:rl:{scope}:{digest}:{index}"
     try:
-        cache.add(key, 0, timeout=window + 1)
-        count = cache.incr(key)
-    except ValueError:
-        # The key expired between add and incr: this request opens a new window.
-        count = 1
+        count, window_end = _spend(scope, identifier, settings.WEBHOOK_RATE_LIMIT_WINDOW_SECONDS)
     except Exception:  # noqa: BLE001 - any cache failure means "cannot decide": allow
         _state.failed()
         _record_fail_open(provider)
@@ -103,7 +123,7 @@ def hit(scope: str, identifier: str, provider: str) -> Decision:
         return ALLOWED
     if count <= settings.WEBHOOK_RATE_LIMIT_MAX_REQUESTS:
         return ALLOWED
-    return Decision(limited=True, retry_after=max(1, math.ceil((index + 1) * window - now)))
+    return Decision(limited=True, retry_after=max(1, math.ceil(window_end - now)))
 
 
 def _record_fail_open(provider: str) -> None:
