@@ -203,8 +203,8 @@ GOOGLE_OAUTH_SCOPES = envlist(
 MS_OAUTH_SCOPES = envlist(
     "MS_OAUTH_SCOPES", ["openid", "email", "offline_access", "User.Read", "Calendars.Read"]
 )
-# Public origin for the OAuth redirect_uri (e.g. https://cal.example.com) when the request's
-# own host/scheme behind a proxy is not what the provider has registered; empty: from request.
+# Public origin for the OAuth redirect_uri (e.g. https://cal.example.com) when it differs from
+# WEBHOOK_BASE_URL; empty: WEBHOOK_BASE_URL. Never taken from the request's Host header.
 OAUTH_REDIRECT_BASE_URL = env("OAUTH_REDIRECT_BASE_URL", "").rstrip("/")
 
 # --- Monitoring and alerting ---------------------------------------------------------------
