@@ -7,6 +7,7 @@ runs (``settings.X`` at call time), never at import, so ``override_settings`` wo
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from settings.env import env, envbool, envfloat, envint, envlist
@@ -26,6 +27,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "apps.calendars",
     "apps.webhooks",
     "apps.monitoring",
@@ -41,6 +43,30 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into a 429 page.
+    "axes.middleware.AxesMiddleware",
+]
+
+# --- Admin login -----------------------------------------------------------------------------
+# django-axes counts failed logins per client address and, separately, per username; either
+# reaching the limit locks that address / username out for the cool-off time (a guessing run
+# from many addresses against one account is stopped as well as one address trying many).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = envint("ADMIN_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("ADMIN_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+# The client's address as the receivers see it (X-Forwarded-For only from a trusted proxy).
+AXES_CLIENT_IP_CALLABLE = "apps.webhooks.services.ratelimit.client_ip"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+     "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
 ROOT_URLCONF = "calendar_sync.urls"
