@@ -77,3 +77,21 @@ def test_a_batch_of_forged_items_logs_one_summary_line_with_exact_counts(client,
     assert counter("microsoft", "rejected") == 600
     assert counter("microsoft", "orphan") == 30
     assert counter("microsoft", "invalid") == 5
+
+
+def test_a_full_batch_of_forged_items_is_answered_within_a_second(client, user, settings):
+    subscription, _ = make_subscription(make_microsoft_calendar(user), "microsoft")
+    items = [change_item(subscription.channel_id, "wrong", n)
+             for n in range(settings.WEBHOOK_MAX_BATCH_ITEMS)]
+
+    response, took = post_body(client, json.dumps({"value": items}).encode())
+
+    assert response.status_code == 202
+    assert took < 1.0
+    assert counter("microsoft", "rejected") == settings.WEBHOOK_MAX_BATCH_ITEMS
+
+
+def test_an_oversized_validation_token_is_not_echoed(client):
+    response = client.post(f"{URL}?validationToken={'A' * 100_000}")
+    assert response.status_code == 400
+    assert len(response.content) < 200

@@ -35,6 +35,8 @@ SUBSCRIPTION_ID = re.compile(r"[\x21-\x7e]{1,255}")
 EVENT_NAME = re.compile(r"[\x21-\x7e]{1,64}")  # changeType / lifecycleEvent
 KEPT_HEADERS = ("User-Agent", "Content-Type", "Client-Request-Id")
 MAX_DEPTH = 32
+# Graph's handshake token is about a hundred characters; what we echo stays small.
+MAX_VALIDATION_TOKEN_CHARS = 1024
 
 
 class MalformedItem(ReceiverError):
@@ -79,6 +81,8 @@ class MicrosoftReceiver(WebhookReceiver):
             token = request.GET["validationToken"]  # QueryDict has URL-decoded it
         except SuspiciousOperation:  # e.g. too many query fields
             raise MalformedRequest("unreadable query string")
+        if len(token) > MAX_VALIDATION_TOKEN_CHARS:
+            raise MalformedRequest("validationToken too long")
         return plain_response(200, token)
 
     def parse(self, request: HttpRequest, body: bytes) -> list[Incoming | ReceiverError]:
