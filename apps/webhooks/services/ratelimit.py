@@ -162,7 +162,8 @@ def client_ip(request: HttpRequest) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _trusted_networks(entries: tuple[str, ...]) -> tuple[ipaddress._BaseNetwork, ...]:
+def _trusted_networks(
+        entries: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     try:
         return tuple(ipaddress.ip_network(e.strip(), strict=False) for e in entries if e.strip())
     except ValueError as exc:
