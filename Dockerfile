@@ -8,7 +8,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DJANGO_SETTINGS_MODULE=settings.production \
     LOG_DIR=/app/logs \
     VAR_DIR=/app/var \
-    STATIC_ROOT=/app/staticfiles
+    STATIC_ROOT=/app/staticfiles \
+    GUNICORN_BIND=0.0.0.0:8000
+# GUNICORN_BIND: nginx reaches the app container over the compose network (the port is never
+# published); outside a container gunicorn binds 127.0.0.1 (gunicorn.conf.py).
 # PROMETHEUS_MULTIPROC_DIR is set by gunicorn.conf.py (/app/var/prometheus) for the web processes
 # only: the worker and scheduler containers cannot share it (each has its own filesystem and
 # numbers its processes from 1), so there it would only pile up files nobody reads. See

@@ -3,7 +3,10 @@
 import multiprocessing
 import os
 
-bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
+# Loopback unless told otherwise: gunicorn must sit behind nginx, which cuts off slow and
+# stalled clients (gunicorn alone keeps a slowloris connection open for ever). The container
+# image sets GUNICORN_BIND=0.0.0.0:8000 for nginx on the compose network.
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", min(4, multiprocessing.cpu_count() * 2)))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 worker_class = "gthread"
@@ -14,8 +17,14 @@ max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "10000"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "1000"))
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
 errorlog = "-"
-# %(L)s is the request time in seconds: ack latency is visible in the access log.
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss "%(a)s"'
+# %(L)s is the request time in seconds: ack latency is visible in the access log. The path is
+# logged without its query string (%(U)s, not %(r)s): the OAuth callback's `code` and `state`
+# never reach a log.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss "%(a)s"'
+# Bounded header parsing (gunicorn's defaults, stated): request line, header count and size.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # Worker heartbeat files on tmpfs: on a container's overlay filesystem a slow write can make
 # the master take a busy worker for hung and kill it (gunicorn's advice for Docker).

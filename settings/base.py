@@ -7,6 +7,7 @@ runs (``settings.X`` at call time), never at import, so ``override_settings`` wo
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from settings.env import env, envbool, envfloat, envint, envlist
@@ -26,6 +27,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "apps.calendars",
     "apps.webhooks",
     "apps.monitoring",
@@ -41,6 +43,30 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into a 429 page.
+    "axes.middleware.AxesMiddleware",
+]
+
+# --- Admin login -----------------------------------------------------------------------------
+# django-axes counts failed logins per client address and, separately, per username; either
+# reaching the limit locks that address / username out for the cool-off time (a guessing run
+# from many addresses against one account is stopped as well as one address trying many).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = envint("ADMIN_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("ADMIN_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+# The client's address as the receivers see it (X-Forwarded-For only from a trusted proxy).
+AXES_CLIENT_IP_CALLABLE = "apps.webhooks.services.ratelimit.client_ip"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+     "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
 ROOT_URLCONF = "calendar_sync.urls"
@@ -77,6 +103,9 @@ FIELD_ENCRYPTION_KEY = envlist("FIELD_ENCRYPTION_KEY", [])
 # --- Receivers -----------------------------------------------------------------------------
 WEBHOOK_BASE_URL = env("WEBHOOK_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 WEBHOOK_MAX_BODY_BYTES = envint("WEBHOOK_MAX_BODY_BYTES", 1_048_576, minimum=1024)
+# Notifications in one Graph request (Graph batches far fewer): a larger batch is refused
+# with 413 before its items are looked at, so one request's work stays bounded.
+WEBHOOK_MAX_BATCH_ITEMS = envint("WEBHOOK_MAX_BATCH_ITEMS", 1000, minimum=1)
 WEBHOOK_RATE_LIMIT_ENABLED = envbool("WEBHOOK_RATE_LIMIT_ENABLED", True)
 # Limits what an abusive source can do (rejected requests per address, requests per unknown
 # channel). Valid notifications are never refused for rate.
@@ -85,6 +114,13 @@ WEBHOOK_RATE_LIMIT_WINDOW_SECONDS = envint("WEBHOOK_RATE_LIMIT_WINDOW_SECONDS", 
 # Peers whose X-Forwarded-For is believed when rate limiting per client address (the reverse
 # proxy in front of gunicorn). Anyone else's X-Forwarded-For is ignored.
 WEBHOOK_TRUSTED_PROXIES = envlist("WEBHOOK_TRUSTED_PROXIES", ["127.0.0.1", "::1"])
+# Unknown channels remembered per client address and day (a forger's random ids stop being
+# recorded past this), and orphan stop calls per account and day (provider quota spent on
+# channels we did not create).
+WEBHOOK_ORPHANS_PER_SOURCE_PER_DAY = envint("WEBHOOK_ORPHANS_PER_SOURCE_PER_DAY", 200, minimum=0)
+WEBHOOK_ORPHAN_STOPS_PER_ACCOUNT_PER_DAY = envint(
+    "WEBHOOK_ORPHAN_STOPS_PER_ACCOUNT_PER_DAY", 20, minimum=0
+)
 # How long a receiver process may reuse what it read about a subscription (id, token digest,
 # resource id). The storing statement re-checks those facts and the status, so a stale entry
 # costs one more lookup, never a wrong answer. 0 disables the cache.
@@ -193,8 +229,8 @@ GOOGLE_OAUTH_SCOPES = envlist(
 MS_OAUTH_SCOPES = envlist(
     "MS_OAUTH_SCOPES", ["openid", "email", "offline_access", "User.Read", "Calendars.Read"]
 )
-# Public origin for the OAuth redirect_uri (e.g. https://cal.example.com) when the request's
-# own host/scheme behind a proxy is not what the provider has registered; empty: from request.
+# Public origin for the OAuth redirect_uri (e.g. https://cal.example.com) when it differs from
+# WEBHOOK_BASE_URL; empty: WEBHOOK_BASE_URL. Never taken from the request's Host header.
 OAUTH_REDIRECT_BASE_URL = env("OAUTH_REDIRECT_BASE_URL", "").rstrip("/")
 
 # --- Monitoring and alerting ---------------------------------------------------------------

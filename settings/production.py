@@ -13,7 +13,10 @@ FIELD_ENCRYPTION_KEY = envlist("FIELD_ENCRYPTION_KEY", [])
 if not FIELD_ENCRYPTION_KEY:
     require("FIELD_ENCRYPTION_KEY")
 DEBUG = False
-ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["*"])
+# No wildcard default: the Host header is attacker-controlled (password-reset links, caches).
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", [])
+if not ALLOWED_HOSTS:
+    require("ALLOWED_HOSTS")
 
 if env("DATABASE_URL"):
     DATABASES = {"default": database_from_url(env("DATABASE_URL"), conn_max_age=600)}
@@ -44,10 +47,15 @@ CACHES = {
     }
 }
 
+# /metrics without a token is public: only on purpose (METRICS_PUBLIC=true), never by omission.
+if not env("METRICS_TOKEN") and not envbool("METRICS_PUBLIC", False):
+    require("METRICS_TOKEN")
+
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", True)
 # The health check is probed over plain HTTP inside the container network.
 SECURE_REDIRECT_EXEMPT = [r"^webhooks/health/$", r"^metrics$"]
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# HSTS is Django's alone (nginx does not add it): one header, one setting to change it.
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31_536_000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)

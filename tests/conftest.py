@@ -41,6 +41,16 @@ def _clear_cache() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(django_db_setup) -> Iterator[None]:
+    """The health probe's pool threads keep their database sessions: close them before the
+    test database is dropped."""
+    yield
+    from apps.webhooks.health import close_sessions
+
+    close_sessions()
+
+
+@pytest.fixture(scope="session")
 def sandbox_server():
     from sandbox.server import SandboxServer
 

@@ -28,8 +28,10 @@ def fernet() -> MultiFernet:
     return _fernet_for(tuple(settings.FIELD_ENCRYPTION_KEY))
 
 
-class DecryptionFailed(Exception):
-    """A stored value could not be decrypted with any configured key."""
+class Undecryptable(str):
+    """What a stored value that no configured key decrypts reads as: an empty string (no
+    usable token) that says so, so the model can act on it (``CalendarAccount.from_db``)
+    instead of every query that loads the row raising."""
 
 
 class EncryptedTextField(models.TextField):
@@ -47,6 +49,4 @@ class EncryptedTextField(models.TextField):
         try:
             return fernet().decrypt(value.encode()).decode()
         except InvalidToken:
-            raise DecryptionFailed(
-                f"{self.model.__name__}.{self.name} cannot be decrypted with FIELD_ENCRYPTION_KEY"
-            ) from None
+            return Undecryptable()

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 
-from apps.calendars.fields import EncryptedTextField
+from apps.calendars.fields import EncryptedTextField, Undecryptable
+
+log = logging.getLogger(__name__)
+TOKENS_UNREADABLE = ("stored OAuth tokens cannot be decrypted with any FIELD_ENCRYPTION_KEY: "
+                     "reconnect the account")
 
 
 class Provider(models.TextChoices):
@@ -38,7 +45,8 @@ class CalendarAccount(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["provider", "email"], name="account_provider_email"),
+            # Case-insensitively, as every lookup is (Ann@x.com and ann@x.com are one mailbox).
+            models.UniqueConstraint("provider", Lower("email"), name="account_provider_email_ci"),
             models.CheckConstraint(
                 condition=Q(provider__in=Provider.values), name="account_provider_valid"
             ),
@@ -51,6 +59,26 @@ class CalendarAccount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider}:{self.email}"
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        account = super().from_db(db, field_names, values)
+        if any(isinstance(account.__dict__.get(name), Undecryptable)
+               for name in ("access_token", "refresh_token")):
+            account._drop_unreadable_tokens(db)
+        return account
+
+    def _drop_unreadable_tokens(self, db: str) -> None:
+        """Tokens no configured key decrypts (the key was removed before rotation): useless
+        for good, so the account waits for its user to reconnect, said once in the log."""
+        changes = {"access_token": "", "refresh_token": "", "token_expires_at": None}
+        if self.__dict__.get("status") != self.Status.DISABLED:
+            changes.update(status=self.Status.REAUTH_REQUIRED, last_error=TOKENS_UNREADABLE)
+        type(self)._base_manager.using(db).filter(pk=self.pk).update(
+            updated_at=timezone.now(), **changes)
+        self.__dict__.update({k: v for k, v in changes.items() if k in self.__dict__})
+        log.error("%s account %s: %s", self.__dict__.get("provider", "?"), self.pk,
+                  TOKENS_UNREADABLE)
 
 
 class Calendar(models.Model):

@@ -29,10 +29,11 @@ def _session_key(provider: str) -> str:
     return f"calendars.oauth.{provider}"
 
 
-def _callback_url(request: HttpRequest, provider: str) -> str:
+def _callback_url(provider: str) -> str:
     path = reverse("calendars:oauth-callback", kwargs={"provider": provider})
-    base = settings.OAUTH_REDIRECT_BASE_URL
-    return f"{base}{path}" if base else request.build_absolute_uri(path)
+    # From configuration only, never the request's Host header: a forged Host would otherwise
+    # send the provider's authorization code to another site.
+    return f"{settings.OAUTH_REDIRECT_BASE_URL or settings.WEBHOOK_BASE_URL}{path}"
 
 
 def _failure(request: HttpRequest, provider: str, reason: str) -> HttpResponse:
@@ -45,7 +46,7 @@ def _failure(request: HttpRequest, provider: str, reason: str) -> HttpResponse:
 @login_required
 @require_GET
 def connect(request: HttpRequest, provider: str) -> HttpResponse:
-    redirect_uri = _callback_url(request, provider)
+    redirect_uri = _callback_url(provider)
     auth = oauth.build_authorization(provider, redirect_uri,
                                      login_hint=request.GET.get("login_hint", "")[:254])
     request.session[_session_key(provider)] = {

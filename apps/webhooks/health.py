@@ -6,6 +6,7 @@ refusing still yields an answer in well under a second.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,7 @@ from django.core.cache import cache
 from django.db import connection
 
 CHECK_DEADLINE_SECONDS = 0.8
+PROBE_KEY_SECONDS = 10  # a probe's key, if its delete is lost, expires on its own
 _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="health")
 
 
@@ -37,18 +39,47 @@ def probe_database() -> None:
 
 def probe_cache() -> None:
     """Raise unless the cache returns what was just written (shared with the health monitor).
-    A fresh value per probe, so another process's probe can never answer for this one."""
-    key, value = "health:probe", uuid.uuid4().hex
-    cache.set(key, value, 30)
-    if cache.get(key) != value:
-        raise RuntimeError("cache did not return the value just written")
+    A key of its own per probe: concurrent probes (several load balancers, the monitor) never
+    overwrite each other's value and report a healthy cache as broken."""
+    key, value = f"health:probe:{uuid.uuid4().hex}", "ok"
+    cache.set(key, value, PROBE_KEY_SECONDS)
+    try:
+        if cache.get(key) != value:
+            raise RuntimeError("cache did not return the value just written")
+    finally:
+        cache.delete(key)
 
 
 def _database_in_thread() -> None:
+    """The pool's threads keep their database session between probes (at most one per thread,
+    ``max_workers`` per process): a probe costs one query, not a new session. A session that
+    fails is dropped and the probe retried once on a fresh one (the database restarted)."""
     try:
         probe_database()
-    finally:
-        connection.close()  # this thread's connection: do not leak one per check
+    except Exception:  # noqa: BLE001 - any failure: retry on a new session, then report it
+        connection.close()
+        try:
+            probe_database()
+        except Exception:
+            connection.close()
+            raise
+
+
+def close_sessions() -> None:
+    """Close the pool threads' database sessions (tests, before the test database is dropped).
+    Each task waits at a barrier until all are running, so each lands on its own thread."""
+    workers = _pool._max_workers
+    barrier = threading.Barrier(workers, timeout=2)
+
+    def close_here() -> None:
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            pass  # a thread busy with a hung probe: close what can be closed
+        connection.close()
+
+    for future in [_pool.submit(close_here) for _ in range(workers)]:
+        future.result(timeout=5)
 
 
 CHECKS = (("database", _database_in_thread, True), ("cache", probe_cache, False))

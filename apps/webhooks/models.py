@@ -152,6 +152,16 @@ class WebhookNotification(models.Model):
         return f"{self.provider}:{self.resource_state} #{self.pk} ({self.processing_status})"
 
 
+class OrphanChannelQuerySet(models.QuerySet):
+    def open(self) -> OrphanChannelQuerySet:
+        return self.filter(status=OrphanChannel.Status.OPEN)
+
+    def seen_repeatedly(self) -> OrphanChannelQuerySet:
+        """Notified more than once: a forged id is usually seen once, a stray channel keeps
+        notifying (Google on every change, Graph retries)."""
+        return self.filter(hits__gte=2)
+
+
 class OrphanChannel(models.Model):
     """A channel/subscription that notified us but that we do not know: stop it if we can."""
 
@@ -164,11 +174,15 @@ class OrphanChannel(models.Model):
     channel_id = models.CharField(max_length=255)
     resource_id = models.CharField(max_length=255, blank=True, default="")
     resource_uri = models.TextField(blank=True, default="")
+    # Graph's tenantId: with resource_uri ("Users/{id}/...") it names the mailbox notified.
+    tenant_id = models.CharField(max_length=64, blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     hits = models.PositiveIntegerField(default=1)
     first_seen_at = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(default=timezone.now)
     resolved_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OrphanChannelQuerySet.as_manager()
 
     class Meta:
         constraints = [

@@ -1,13 +1,14 @@
 """OAuth tokens are encrypted at rest, readable through the model, and keys rotate."""
 
 import base64
+from io import StringIO
 
 import pytest
 from cryptography.fernet import Fernet
+from django.core.management import call_command
 from django.db import connection
 
-from apps.calendars.fields import DecryptionFailed
-from apps.calendars.models import CalendarAccount
+from apps.calendars.models import Calendar, CalendarAccount
 
 pytestmark = pytest.mark.django_db
 
@@ -45,7 +46,39 @@ def test_a_rotated_key_still_reads_old_rows_and_writes_with_the_new_one(google_a
     assert CalendarAccount.objects.get(pk=google_account.pk).refresh_token == "1//refresh"
 
 
-def test_a_missing_key_is_an_explicit_error_not_garbage(google_account, settings):
+def test_a_token_no_key_decrypts_marks_the_account_for_reconnection(google_calendar, settings,
+                                                                     caplog):
     settings.FIELD_ENCRYPTION_KEY = [Fernet.generate_key().decode()]
-    with pytest.raises(DecryptionFailed):
-        CalendarAccount.objects.get(pk=google_account.pk)
+
+    # Loaded along with its calendar, as the sync engine does: no exception.
+    calendar = Calendar.objects.select_related("calendar_account").get(pk=google_calendar.pk)
+
+    assert calendar.calendar_account.status == "reauth_required"
+    assert calendar.calendar_account.refresh_token == ""
+    assert "cannot be decrypted" in caplog.text and "1//refresh" not in caplog.text
+    again = CalendarAccount.objects.get(pk=calendar.calendar_account.pk)
+    assert again.status == "reauth_required" and "cannot be decrypted" in again.last_error
+    assert caplog.text.count("cannot be decrypted") == 1  # said once, not on every load
+
+
+def test_rotation_re_encrypts_every_token_so_the_old_key_can_go(google_account, settings):
+    old_key = settings.FIELD_ENCRYPTION_KEY[0]
+    new_key = Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEY = [new_key, old_key]
+
+    out = StringIO()
+    call_command("rotate_encryption_key", stdout=out)
+
+    assert "1 accounts re-encrypted" in out.getvalue()
+    settings.FIELD_ENCRYPTION_KEY = [new_key]
+    account = CalendarAccount.objects.get(pk=google_account.pk)
+    assert (account.access_token, account.refresh_token) == ("ya29.access", "1//refresh")
+    assert account.status == "active"
+
+
+def test_emails_are_unique_whatever_their_case(google_account):
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        CalendarAccount.objects.create(user=google_account.user, provider="google",
+                                       email=google_account.email.upper())

@@ -36,7 +36,7 @@ def _authorize(url: str) -> dict[str, str]:
     ("microsoft", ["Calendar", "Projects"]),
 ])
 def test_a_signed_in_user_connects_an_account_end_to_end(client, user, sandbox, sandbox_admin,
-                                                         provider, calendars):
+                                                         provider, calendars, settings):
     email = f"{provider}.carol@example.com"
     sandbox_admin.account(provider, email, calendars)
     client.force_login(user)
@@ -44,7 +44,7 @@ def test_a_signed_in_user_connects_an_account_end_to_end(client, user, sandbox, 
     query = parse_qs(urlsplit(location).query)
     assert location.startswith(sandbox.url)
     assert query["code_challenge_method"] == ["S256"] and query["state"][0]
-    assert query["redirect_uri"] == [f"http://testserver/accounts/{provider}/callback/"]
+    assert query["redirect_uri"] == [f"{settings.WEBHOOK_BASE_URL}/accounts/{provider}/callback/"]
 
     params = _authorize(location)
     response = client.get(f"/accounts/{provider}/callback/", params)
@@ -154,3 +154,15 @@ def test_a_mailbox_connected_by_another_user_is_refused(client, user, sandbox,
                           _authorize(_start(client, "google", "kim@x.org")))
     assert response.status_code == 400
     assert CalendarAccount.objects.get(email="kim@x.org").user == user
+
+
+@pytest.mark.parametrize("configured", ["OAUTH_REDIRECT_BASE_URL", "WEBHOOK_BASE_URL"])
+def test_the_redirect_uri_never_comes_from_the_host_header(client, user, sandbox, settings,
+                                                          configured):
+    settings.ALLOWED_HOSTS = ["*"]  # even where the host list is wide open
+    settings.OAUTH_REDIRECT_BASE_URL = ""
+    setattr(settings, configured, "https://sync.example.com")
+    client.force_login(user)
+    response = client.get("/accounts/google/connect/", HTTP_HOST="attacker.example")
+    query = parse_qs(urlsplit(response["Location"]).query)
+    assert query["redirect_uri"] == ["https://sync.example.com/accounts/google/callback/"]

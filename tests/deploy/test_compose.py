@@ -173,3 +173,21 @@ def test_env_example_documents_every_variable_of_the_contract():
     example = (ROOT / ".env.example").read_text()
     missing = {n for n in names if not re.search(rf"^#? ?{n}=", example, flags=re.M)}
     assert not missing
+
+
+
+def test_the_app_trusts_the_network_nginx_forwards_from():
+    import ipaddress
+
+    env = dict(re.findall(r"^(\w+)=(.*)$", (ROOT / ".env.example").read_text(), flags=re.M))
+
+    def interpolate(value: str) -> str:  # ${NAME:-default}, as compose does
+        return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m[1]) or m[2], value)
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    subnets = [ipaddress.ip_network(interpolate(c["subnet"]))
+               for c in compose["networks"]["edge"]["ipam"]["config"]]
+    trusted = [ipaddress.ip_network(t.strip()) for t in interpolate(
+        compose["x-app"]["environment"]["WEBHOOK_TRUSTED_PROXIES"]).split(",")]
+    assert "edge" in compose["services"]["nginx"]["networks"]
+    assert subnets and all(any(s.subnet_of(t) for t in trusted) for s in subnets)

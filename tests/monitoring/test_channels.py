@@ -123,3 +123,16 @@ def test_only_configured_channels_with_their_settings_are_used(settings):
     settings.PAGERDUTY_ROUTING_KEY = ""
     assert [c.name for c in configured_channels()] == ["slack"]
     assert set(CHANNEL_CLASSES) == {"email", "slack", "webhook", "pagerduty"}
+
+
+@pytest.mark.parametrize("cut_at", [150, 199, 230])
+def test_an_error_body_echoing_the_secret_is_redacted_wherever_it_is_cut(settings, cut_at):
+    import responses
+
+    url = "https://hooks.example.com/services/T0/B0/" + "s3cr3tT0k3n" * 4
+    settings.EXTERNAL_ALERT_WEBHOOK_URL = url
+    with responses.RequestsMock() as mock:
+        mock.add(responses.POST, url, status=400, body="x" * (cut_at - 40) + f"bad hook {url}")
+        with pytest.raises(DeliveryError) as failure:
+            WebhookChannel().notify(message())
+    assert "s3cr3t" not in str(failure.value) and "T0/B0" not in str(failure.value)

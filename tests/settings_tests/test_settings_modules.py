@@ -63,7 +63,7 @@ def test_production_passes_the_deploy_check_when_configured():
 
     env = {"SECRET_KEY": secrets.token_urlsafe(50),
            "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-           "ALLOWED_HOSTS": "sync.example.com"}
+           "ALLOWED_HOSTS": "sync.example.com", "METRICS_TOKEN": secrets.token_hex(24)}
     out = _run("settings.production", env, "", "check", "--deploy",
                "--fail-level", "WARNING")
     assert out.returncode == 0, out.stdout + out.stderr

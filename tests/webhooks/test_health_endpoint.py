@@ -45,3 +45,70 @@ def test_it_fails_fast_with_503_when_the_database_is_down():
     assert "127.0.0.1:1" not in json.dumps(result["body"])  # no connection details leak
     assert result["ms"] < 1000
 
+
+
+# --- Concurrent probes, database sessions, what anonymous callers see ------------------------
+def test_concurrent_probes_never_answer_for_each_other():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from apps.webhooks.health import probe_cache
+
+    def probe(_: int) -> bool:
+        try:
+            probe_cache()
+        except RuntimeError:
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        results = list(pool.map(probe, range(300)))
+    assert all(results), f"{results.count(False)} of 300 probes failed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_probes_reuse_their_database_sessions(client):
+    from django.db.backends.signals import connection_created
+
+    opened = []
+
+    def count(sender, connection, **kwargs):
+        opened.append(connection.alias)
+
+    for _ in range(3):
+        client.get("/webhooks/health/")  # warm: each pool thread has its session
+    connection_created.connect(count)
+    try:
+        statuses = [client.get("/webhooks/health/").json()["status"] for _ in range(20)]
+    finally:
+        connection_created.disconnect(count)
+    assert set(statuses) == {"pass"}
+    assert opened == []
+
+
+@pytest.mark.django_db
+def test_anonymous_callers_get_status_and_check_names_only(client, monkeypatch):
+    from apps.webhooks import health
+
+    def broken_cache() -> None:
+        raise ConnectionRefusedError("redis at 10.1.2.3:6379 refused")
+
+    monkeypatch.setattr(health, "CHECKS", (("database", health._database_in_thread, True),
+                                           ("cache", broken_cache, False)))
+    body = client.get("/webhooks/health/").json()
+    assert body == {"status": "warn", "checks": {"database": [{"status": "pass"}],
+                                                 "cache": [{"status": "fail"}]}}
+
+
+@pytest.mark.django_db
+def test_staff_get_timings_and_the_failure(client, monkeypatch, django_user_model):
+    from apps.webhooks import health
+
+    def broken_cache() -> None:
+        raise ConnectionRefusedError("redis at 10.1.2.3:6379 refused")
+
+    monkeypatch.setattr(health, "CHECKS", (("database", health._database_in_thread, True),
+                                           ("cache", broken_cache, False)))
+    client.force_login(django_user_model.objects.create_user("ops", is_staff=True))
+    cache = client.get("/webhooks/health/").json()["checks"]["cache"][0]
+    assert cache["output"] == "ConnectionRefusedError" and "observedValue" in cache
+    assert "10.1.2.3" not in json.dumps(cache)

@@ -139,8 +139,7 @@ def test_staff_can_flip_the_switch_in_the_admin(admin_client):
 
 
 def test_the_switch_page_is_for_staff_only(client, django_user_model):
-    django_user_model.objects.create_user("bob", "bob@example.com", "pw")
-    client.login(username="bob", password="pw")
+    client.force_login(django_user_model.objects.create_user("bob", "bob@example.com", "pw"))
 
     response = client.post("/admin/webhooks/runtimesetting/kill-switch/", {"switch": "off"})
 

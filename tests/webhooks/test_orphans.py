@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 import requests
+from django.db.models import F
 from django.utils import timezone
 from subscription_support import (
     connect_account,
@@ -16,7 +17,7 @@ from subscription_support import (
     set_faults,
 )
 
-from apps.webhooks.models import OrphanChannel, WebhookSubscription
+from apps.webhooks.models import OrphanChannel, WebhookNotification, WebhookSubscription
 from apps.webhooks.services.subscriptions import create_subscription, run_maintenance, stop_orphans
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -40,6 +41,11 @@ def stray_google_channel(sandbox, email: str, calendar_id: str, address: str) ->
     return channel_id
 
 
+def seen_again(channel_id: str) -> None:
+    """The stray channel notifies once more (a forged id is typically seen once)."""
+    OrphanChannel.objects.filter(channel_id=channel_id).update(hits=F("hits") + 1)
+
+
 def stray_graph_subscription(sandbox, email: str, calendar_id: str, address: str) -> str:
     expiry = (timezone.now() + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     token = fresh_access_token(sandbox.url, "microsoft", email)
@@ -53,12 +59,20 @@ def stray_graph_subscription(sandbox, email: str, calendar_id: str, address: str
     return response.json()["id"]
 
 
+def graph_mailbox(sandbox, email: str) -> dict:
+    """What Graph names an account's mailbox by in its notifications."""
+    state = requests.get(f"{sandbox.url}/_sandbox/state", timeout=5).json()
+    remote = next(a for a in state["accounts"] if a["email"] == email)
+    return {"tenantId": remote["tenant_id"], "resource": f"Users/{remote['user_id']}/Events/AAM"}
+
+
 def test_an_unknown_channel_on_a_known_calendar_is_stopped(sandbox, receivers, user):
     account, (calendar,), _ = connect_account(sandbox.url, user, "google")
     create_subscription(calendar)
     stray = stray_google_channel(sandbox, account.email, calendar.provider_calendar_id, receivers)
     orphan = OrphanChannel.objects.get(channel_id=stray)  # recorded by the receiver
     assert orphan.resource_id
+    seen_again(stray)
 
     summary = run_maintenance()
 
@@ -73,6 +87,7 @@ def test_a_channel_whose_owner_is_unknown_is_left_to_expire_and_counted(sandbox,
                              json={"provider": "google", "email": "gone@example.com"})
     stray = stray_google_channel(sandbox, "gone@example.com", response.json()["calendars"][0]["id"],
                                  receivers)
+    seen_again(stray)
 
     summary = run_maintenance()
 
@@ -101,7 +116,7 @@ def test_an_old_graph_subscription_still_notifying_is_deleted(sandbox, receivers
     sub = create_subscription(calendar)
     # Our row says stopped, but the DELETE never reached Graph.
     WebhookSubscription.objects.filter(pk=sub.pk).update(status="stopped")
-    OrphanChannel.objects.create(provider="microsoft", channel_id=sub.channel_id)
+    OrphanChannel.objects.create(provider="microsoft", channel_id=sub.channel_id, hits=2)
 
     assert stop_orphans().stopped == 1
     assert not remote_channels(sandbox.url)[sub.channel_id]["live"]
@@ -115,7 +130,14 @@ def test_a_graph_subscription_whose_creation_answer_was_lost_is_deleted(sandbox,
     WebhookSubscription.objects.create(calendar=calendar, provider="microsoft",
                                        channel_id=f"pending:{uuid.uuid4()}", status="failed",
                                        failure_count=1, last_error="transient: timed out")
-    OrphanChannel.objects.create(provider="microsoft", channel_id=stray)
+    mailbox = graph_mailbox(sandbox, account.email)
+    # Its own notifications, earlier: the mailbox is this account's.
+    earlier = WebhookSubscription.objects.create(calendar=calendar, provider="microsoft",
+                                                 channel_id=str(uuid.uuid4()), status="expired")
+    WebhookNotification.objects.create(subscription=earlier, provider="microsoft",
+                                       dedup_key=str(uuid.uuid4()), payload=mailbox)
+    OrphanChannel.objects.create(provider="microsoft", channel_id=stray, hits=2,
+                                 tenant_id=mailbox["tenantId"], resource_uri=mailbox["resource"])
 
     summary = stop_orphans()
 
@@ -127,7 +149,7 @@ def test_a_graph_subscription_nobody_can_own_is_abandoned(sandbox, receivers, us
     account, (calendar,), _ = connect_account(sandbox.url, user, "microsoft")
     stray = stray_graph_subscription(sandbox, account.email, calendar.provider_calendar_id,
                                      receivers)
-    OrphanChannel.objects.create(provider="microsoft", channel_id=stray)
+    OrphanChannel.objects.create(provider="microsoft", channel_id=stray, hits=2)
 
     assert stop_orphans().abandoned == 1
     assert remote_channels(sandbox.url)[stray]["live"]
@@ -137,6 +159,7 @@ def test_an_orphan_is_kept_for_the_next_run_while_the_provider_is_down(sandbox, 
     account, (calendar,), _ = connect_account(sandbox.url, user, "google")
     create_subscription(calendar)
     stray = stray_google_channel(sandbox, account.email, calendar.provider_calendar_id, receivers)
+    seen_again(stray)
     set_faults(sandbox.url, fail_next={"google.channels.stop": [503]})
 
     assert stop_orphans().retry == 1

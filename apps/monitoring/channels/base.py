@@ -84,7 +84,8 @@ def post(channel: Channel, url: str, payload: Any, ok: tuple[int, ...] = (200, 2
         raise DeliveryError(f"network error: {type(exc).__name__}") from None
     if response.status_code in ok:
         return response
-    body = redact(response.text[:200], channel.secrets())
+    # Redacted before it is cut: a secret straddling the cut would otherwise leak its head.
+    body = redact(response.text, channel.secrets())[:200]
     permanent = response.status_code < 500 and response.status_code not in (408, 429)
     raise DeliveryError(f"HTTP {response.status_code}: {body}", permanent=permanent)
 

@@ -9,7 +9,7 @@ import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlparse
 
 from django.conf import settings
@@ -165,8 +165,22 @@ def _alerting() -> Check:
                                                               for c in failed))
 
 
+def _trusted_proxies() -> Check:
+    from apps.webhooks.services.ratelimit import untrusted_proxy_seen
+
+    seen = untrusted_proxy_seen()
+    if not seen:
+        return Check("trusted proxies", True, ", ".join(settings.WEBHOOK_TRUSTED_PROXIES))
+    when = datetime.fromtimestamp(seen["at"], tz=UTC).strftime("%Y-%m-%d %H:%M")
+    return Check("trusted proxies", False,
+                 f"requests forwarded by {seen['address']} (last {when} UTC), which is not in "
+                 "WEBHOOK_TRUSTED_PROXIES: all its clients share one rate-limit bucket",
+                 warning_only=True)
+
+
 DEPLOYMENT_CHECKS: tuple[Callable[[], Check], ...] = (
     _migrations, _database, _cache, _health_endpoint, _base_url, _workers, _alerting,
+    _trusted_proxies,
 )
 
 

@@ -40,6 +40,8 @@ logger = logging.getLogger("apps.webhooks.receivers")
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 # A forged batch could name thousands of unknown ids: remember only this many per request.
 MAX_ORPHANS_PER_REQUEST = 20
+# ... and at most WEBHOOK_ORPHANS_PER_SOURCE_PER_DAY per client address and day.
+ORPHAN_BUDGET_WINDOW = 24 * 3600
 # A request header is kept with the notification only if it is printable ASCII of sane length.
 STORABLE_HEADER = re.compile(r"[\x20-\x7e]{0,2048}")
 
@@ -87,10 +89,11 @@ class UnknownChannel(ReceiverError):
     status, outcome = 404, "orphan"
 
     def __init__(self, reason: str, channel_id: str, resource_id: str = "",
-                 resource_uri: str = "") -> None:
+                 resource_uri: str = "", tenant_id: str = "") -> None:
         super().__init__(reason, channel_id)
         self.resource_id = resource_id
         self.resource_uri = resource_uri
+        self.tenant_id = tenant_id
 
 
 # --- What a provider module hands over -----------------------------------------------------
@@ -108,6 +111,7 @@ class Incoming:
     payload: dict = field(default_factory=dict)
     resource_id: str = ""
     resource_uri: str = ""
+    tenant_id: str = ""  # Graph: whose mailbox (with resource_uri), to judge an orphan
     confirm_only: bool = False  # Google `sync`: confirms the channel, queues nothing
 
 
@@ -161,6 +165,7 @@ class WebhookReceiver(View):
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         started = time.perf_counter()
+        ratelimit.note_forwarding_peer(request)
         try:
             response = self.early_response(request) or self.receive(request)
         except ReceiverError as exc:
@@ -252,7 +257,7 @@ class WebhookReceiver(View):
                      subscription: WebhookSubscription | None) -> WebhookSubscription:
         if subscription is None:
             raise UnknownChannel("unknown channel", item.channel_id, item.resource_id,
-                                 item.resource_uri)
+                                 item.resource_uri, item.tenant_id)
         if not subscription.matches_token(usable_secret(item.secret)):
             raise Forbidden("shared secret mismatch", item.channel_id)
         self.check_subscription(item, subscription)
@@ -307,24 +312,35 @@ class WebhookReceiver(View):
             _notifications(self.provider, "rate_limited").inc(len(problems))
             counters.count_event(self.provider, "rate_limited", len(problems))
             return decision
-        for problem in unknown:
-            counters.record_orphan(self.provider, problem.channel_id, problem.resource_id,
-                                 problem.resource_uri)
+        if unknown and ratelimit.within_budget(
+                "orphan-source", ratelimit.client_ip(request), len(unknown),
+                settings.WEBHOOK_ORPHANS_PER_SOURCE_PER_DAY, window=ORPHAN_BUDGET_WINDOW):
+            for problem in unknown:
+                counters.record_orphan(self.provider, problem.channel_id, problem.resource_id,
+                                       problem.resource_uri, problem.tenant_id)
         by_outcome: dict[str, int] = {}
         for problem in problems:
             by_outcome[problem.outcome] = by_outcome.get(problem.outcome, 0) + 1
-            self.log_refusal(problem)
         for outcome, n in by_outcome.items():
             _notifications(self.provider, outcome).inc(n)
             counters.count_event(self.provider, outcome, n)
+        self.log_refusals(problems)
         return decision
 
-    def log_refusal(self, problem: ReceiverError) -> None:
-        # The channel id has passed the provider module's syntax check by the time it is set;
-        # secrets are never part of a ReceiverError.
-        level = logging.WARNING if isinstance(problem, Forbidden) else logging.INFO
-        logger.log(level, "%s notification refused (%s): %s channel=%s", self.provider,
-                   problem.status, problem.reason, problem.channel_id or "-")
+    def log_refusals(self, problems: list[ReceiverError]) -> None:
+        """One line per request, whatever the number of refused items: counts by reason and
+        the first channel named. The channel id has passed the provider module's syntax check
+        by the time it is set; secrets are never part of a ReceiverError."""
+        by_reason: dict[tuple[int, str], int] = {}
+        for problem in problems:
+            key = (problem.status, problem.reason)
+            by_reason[key] = by_reason.get(key, 0) + 1
+        forged = any(isinstance(p, Forbidden) for p in problems)
+        reasons = ", ".join(f"{status} {reason}: {n}"
+                            for (status, reason), n in sorted(by_reason.items()))
+        channel = next((p.channel_id for p in problems if p.channel_id), "-")
+        logger.log(logging.WARNING if forged else logging.INFO,
+                   "%s notifications refused (%s) channel=%s", self.provider, reasons, channel)
 
     def refusal_response(self, exc: ReceiverError,
                          decision: ratelimit.Decision) -> HttpResponse:

@@ -16,6 +16,7 @@ import json
 import re
 import uuid
 
+from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse
 
@@ -24,6 +25,7 @@ from apps.webhooks.receivers.base import (
     STORABLE_HEADER,
     Incoming,
     MalformedRequest,
+    PayloadTooLarge,
     ReceiverError,
     WebhookReceiver,
     plain_response,
@@ -33,6 +35,8 @@ SUBSCRIPTION_ID = re.compile(r"[\x21-\x7e]{1,255}")
 EVENT_NAME = re.compile(r"[\x21-\x7e]{1,64}")  # changeType / lifecycleEvent
 KEPT_HEADERS = ("User-Agent", "Content-Type", "Client-Request-Id")
 MAX_DEPTH = 32
+# Graph's handshake token is about a hundred characters; what we echo stays small.
+MAX_VALIDATION_TOKEN_CHARS = 1024
 
 
 class MalformedItem(ReceiverError):
@@ -77,6 +81,8 @@ class MicrosoftReceiver(WebhookReceiver):
             token = request.GET["validationToken"]  # QueryDict has URL-decoded it
         except SuspiciousOperation:  # e.g. too many query fields
             raise MalformedRequest("unreadable query string")
+        if len(token) > MAX_VALIDATION_TOKEN_CHARS:
+            raise MalformedRequest("validationToken too long")
         return plain_response(200, token)
 
     def parse(self, request: HttpRequest, body: bytes) -> list[Incoming | ReceiverError]:
@@ -86,6 +92,11 @@ class MicrosoftReceiver(WebhookReceiver):
             raise MalformedRequest("body is not JSON")
         if not isinstance(document, dict) or not isinstance(document.get("value"), list):
             raise MalformedRequest('body is not {"value": [...]}')
+        # The JSON text is bounded by the body size (milliseconds of C parsing); the work per
+        # item (checks, lookups, storing) is bounded here, before any item is looked at.
+        limit = settings.WEBHOOK_MAX_BATCH_ITEMS
+        if len(document["value"]) > limit:
+            raise PayloadTooLarge(f"more than {limit} notifications in one request")
         headers = {name: value for name in KEPT_HEADERS
                    if (value := request.headers.get(name)) is not None
                    and STORABLE_HEADER.fullmatch(value)}
@@ -115,8 +126,12 @@ class MicrosoftReceiver(WebhookReceiver):
             if not isinstance(resource, str) or not resource:
                 return MalformedItem("missing resource", subscription_id)
             kind, state, key = WebhookNotification.Kind.CHANGE, change, change_dedup_key(raw)
+        resource, tenant = raw.get("resource"), raw.get("tenantId")
         return Incoming(channel_id=subscription_id, secret=raw.get("clientState"), kind=kind,
-                        resource_state=state, dedup_key=key, headers=headers, payload=payload)
+                        resource_state=state, dedup_key=key, headers=headers, payload=payload,
+                        resource_uri=resource[:2048] if isinstance(resource, str) else "",
+                        tenant_id=tenant if isinstance(tenant, str) and len(tenant) <= 64
+                        else "")
 
 
 class MicrosoftLifecycleReceiver(MicrosoftReceiver):

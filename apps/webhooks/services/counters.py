@@ -44,24 +44,26 @@ def count_event(provider: str, kind: str, n: int = 1) -> None:
 
 
 def record_orphan(provider: str, channel_id: str, resource_id: str = "",
-                  resource_uri: str = "") -> None:
+                  resource_uri: str = "", tenant_id: str = "") -> None:
     """Remember a channel we do not know (so maintenance can stop it): upsert, hits + 1."""
     if _best_effort_paused():
         return
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     table = connection.ops.quote_name(OrphanChannel._meta.db_table)
     sql = (
-        f"INSERT INTO {table} (provider, channel_id, resource_id, resource_uri, status, hits, "
-        f"first_seen_at, last_seen_at) VALUES (%s, %s, %s, %s, %s, 1, %s, %s) "
+        f"INSERT INTO {table} (provider, channel_id, resource_id, resource_uri, tenant_id, "
+        f"status, hits, first_seen_at, last_seen_at) VALUES (%s, %s, %s, %s, %s, %s, 1, %s, %s) "
         f"ON CONFLICT (provider, channel_id) DO UPDATE SET hits = {table}.hits + 1, "
         f"last_seen_at = excluded.last_seen_at, "
         f"resource_id = CASE WHEN excluded.resource_id <> '' THEN excluded.resource_id "
         f"ELSE {table}.resource_id END, "
         f"resource_uri = CASE WHEN excluded.resource_uri <> '' THEN excluded.resource_uri "
-        f"ELSE {table}.resource_uri END"
+        f"ELSE {table}.resource_uri END, "
+        f"tenant_id = CASE WHEN excluded.tenant_id <> '' THEN excluded.tenant_id "
+        f"ELSE {table}.tenant_id END"
     )
     params = [provider, channel_id[:255], resource_id[:255], resource_uri[:2048],
-              OrphanChannel.Status.OPEN, now, now]
+              tenant_id[:64], OrphanChannel.Status.OPEN, now, now]
     _best_effort(sql, params, what="orphan")
 
 

@@ -15,6 +15,7 @@ e.g. the health monitor) and :func:`fail_open_state` for this process.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 
 from apps.webhooks.services import counters
@@ -35,6 +37,10 @@ logger = logging.getLogger(__name__)
 # After a cache failure, skip the cache for this long (fail open without waiting on it).
 CACHE_RETRY_AFTER_SECONDS = 5.0
 FAIL_OPEN_COUNTER_KIND = "rate_limit_fail_open"
+UNTRUSTED_PROXY_KEY = "webhooks:untrusted_proxy"
+UNTRUSTED_NOTE_SECONDS = 60.0  # per process: one cache write a minute at most
+UNTRUSTED_PROXY_MEMORY_SECONDS = 7 * 24 * 3600
+_untrusted_noted_at = float("-inf")  # monotonic
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,34 @@ class _FailOpen:
 _state = _FailOpen()
 
 
+def _spend(scope: str, identifier: str, window: int, n: int = 1) -> tuple[int, float]:
+    """Add ``n`` to (scope, identifier)'s counter for the current fixed window; return the new
+    count and the window's end. Raises whatever the cache raises."""
+    now = time.time()
+    index = int(now // window)
+    digest = hashlib.sha256(identifier.encode("utf-8", "backslashreplace")).hexdigest()[:32]
+    key = f"webhooks:rl:{scope}:{digest}:{index}"
+    try:
+        cache.add(key, 0, timeout=window + 1)
+        count = cache.incr(key, n)
+    except ValueError:
+        # The key expired between add and incr: this request opens a new window.
+        count = n
+    return count, (index + 1) * window
+
+
+def within_budget(scope: str, identifier: str, n: int, limit: int, window: int,
+                  fail_open: bool = True) -> bool:
+    """Spend ``n`` from (scope, identifier)'s budget of ``limit`` per ``window`` seconds;
+    whether it was all within. When the cache cannot say: ``fail_open``."""
+    try:
+        count, _ = _spend(scope, identifier, window, n)
+    except Exception:  # noqa: BLE001 - any cache failure means "cannot decide"
+        logger.warning("budget %s: cache unreachable", scope)
+        return fail_open
+    return count <= limit
+
+
 def hit(scope: str, identifier: str, provider: str) -> Decision:
     """Count one refused request for (scope, identifier); say whether it is over the limit."""
     if not settings.WEBHOOK_RATE_LIMIT_ENABLED:
@@ -79,17 +113,9 @@ def hit(scope: str, identifier: str, provider: str) -> Decision:
     if _state.skipping():
         _record_fail_open(provider)
         return ALLOWED
-    window = settings.WEBHOOK_RATE_LIMIT_WINDOW_SECONDS
     now = time.time()
-    index = int(now // window)
-    digest = hashlib.sha256(identifier.encode("utf-8", "backslashreplace")).hexdigest()[:32]
-    key = f"webhooks:rl:{scope}:{digest}:{index}"
     try:
-        cache.add(key, 0, timeout=window + 1)
-        count = cache.incr(key)
-    except ValueError:
-        # The key expired between add and incr: this request opens a new window.
-        count = 1
+        count, window_end = _spend(scope, identifier, settings.WEBHOOK_RATE_LIMIT_WINDOW_SECONDS)
     except Exception:  # noqa: BLE001 - any cache failure means "cannot decide": allow
         _state.failed()
         _record_fail_open(provider)
@@ -97,7 +123,7 @@ def hit(scope: str, identifier: str, provider: str) -> Decision:
         return ALLOWED
     if count <= settings.WEBHOOK_RATE_LIMIT_MAX_REQUESTS:
         return ALLOWED
-    return Decision(limited=True, retry_after=max(1, math.ceil((index + 1) * window - now)))
+    return Decision(limited=True, retry_after=max(1, math.ceil(window_end - now)))
 
 
 def _record_fail_open(provider: str) -> None:
@@ -122,8 +148,7 @@ def client_ip(request: HttpRequest) -> str:
     """The client's address: the peer, or the last untrusted X-Forwarded-For hop behind a
     trusted proxy (earlier hops are client-supplied and could be forged)."""
     peer = request.META.get("REMOTE_ADDR", "") or ""
-    trusted = set(settings.WEBHOOK_TRUSTED_PROXIES)
-    if peer not in trusted:
+    if not is_trusted_proxy(peer):
         return peer
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
     for hop in reversed([h.strip() for h in forwarded.split(",")]):
@@ -131,6 +156,53 @@ def client_ip(request: HttpRequest) -> str:
             address = str(ipaddress.ip_address(hop))
         except ValueError:
             break  # garbage: stop believing the header here
-        if address not in trusted:
+        if not is_trusted_proxy(address):
             return address
     return peer
+
+
+@functools.lru_cache(maxsize=8)
+def _trusted_networks(
+        entries: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(e.strip(), strict=False) for e in entries if e.strip())
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"WEBHOOK_TRUSTED_PROXIES: {exc}") from None
+
+
+def is_trusted_proxy(address: str) -> bool:
+    """Whether ``address`` is in WEBHOOK_TRUSTED_PROXIES (addresses or CIDR ranges)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in _trusted_networks(tuple(settings.WEBHOOK_TRUSTED_PROXIES)))
+
+
+def note_forwarding_peer(request: HttpRequest) -> None:
+    """Remember (in the cache, at most once a minute per process) a peer that forwards for
+    others but is not a trusted proxy: behind it every client would share one rate-limit
+    bucket. ``validate_deployment`` reports it."""
+    global _untrusted_noted_at
+    if "HTTP_X_FORWARDED_FOR" not in request.META:
+        return
+    peer = request.META.get("REMOTE_ADDR", "") or ""
+    if is_trusted_proxy(peer) or time.monotonic() < _untrusted_noted_at + UNTRUSTED_NOTE_SECONDS:
+        return
+    _untrusted_noted_at = time.monotonic()
+    try:
+        cache.set(UNTRUSTED_PROXY_KEY, {"address": peer[:64], "at": time.time()},
+                  timeout=UNTRUSTED_PROXY_MEMORY_SECONDS)
+    except Exception:  # noqa: BLE001 - a diagnostic only: never fails the request
+        logger.info("untrusted proxy %s not recorded: cache unreachable", peer[:64])
+
+
+def untrusted_proxy_seen() -> dict | None:
+    """The last forwarding peer that was not trusted (address, unix time), if any."""
+    return cache.get(UNTRUSTED_PROXY_KEY)
+
+
+def forget_untrusted_proxy() -> None:
+    global _untrusted_noted_at
+    _untrusted_noted_at = float("-inf")
+    cache.delete(UNTRUSTED_PROXY_KEY)

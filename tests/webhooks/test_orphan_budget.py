@@ -1,0 +1,121 @@
+"""No provider quota is spent on forged ids: an orphan is acted on only when its mailbox is one
+of ours, it was seen more than once, and within the account's daily budget; and the orphan rows
+one source address can create are bounded."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+from subscription_support import connect_account
+from sync_support import counter as sandbox_counter
+from test_microsoft_receiver import change_item
+from test_orphans import graph_mailbox, stray_graph_subscription
+from webhook_cases import reset_receiver_state
+
+from apps.webhooks.models import OrphanChannel, WebhookNotification, WebhookSubscription
+from apps.webhooks.services.subscriptions import stop_orphans
+
+DELETES = "graph.subscriptions.delete"
+
+
+@pytest.fixture(autouse=True)
+def _fresh():
+    reset_receiver_state()
+    yield
+    reset_receiver_state()
+
+
+@pytest.fixture
+def receivers(live_server, settings):
+    settings.WEBHOOK_BASE_URL = live_server.url
+    return live_server.url
+
+
+@pytest.fixture
+def graph_account(sandbox, receivers, user):
+    """A Microsoft account with a failed subscription creation (an orphan's likely owner) and
+    earlier notifications from its mailbox."""
+    account, (calendar,), _ = connect_account(sandbox.url, user, "microsoft")
+    WebhookSubscription.objects.create(calendar=calendar, provider="microsoft",
+                                       channel_id=f"pending:{uuid.uuid4()}", status="failed",
+                                       failure_count=1, last_error="transient: timed out")
+    mailbox = graph_mailbox(sandbox, account.email)
+    earlier = WebhookSubscription.objects.create(calendar=calendar, provider="microsoft",
+                                                 channel_id=str(uuid.uuid4()), status="expired")
+    WebhookNotification.objects.create(subscription=earlier, provider="microsoft",
+                                       dedup_key=str(uuid.uuid4()), payload=mailbox)
+    return account, calendar, mailbox
+
+
+def forged_batch(client, n: int, tenant: str = "", address: str = "198.51.100.7"):
+    items = [{**change_item(str(uuid.uuid4()), "x", i), **({"tenantId": tenant} if tenant else {})}
+             for i in range(n)]
+    return client.post("/webhooks/microsoft/", data=json.dumps({"value": items}),
+                       content_type="application/json", REMOTE_ADDR=address)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_forged_ids_seen_twice_from_another_mailbox_cost_no_provider_call(sandbox, client,
+                                                                         graph_account):
+    for _ in range(2):
+        OrphanChannel.objects.bulk_create([
+            OrphanChannel(provider="microsoft", channel_id=str(uuid.uuid4()), hits=3,
+                          tenant_id=str(uuid.uuid4()), resource_uri=f"Users/{uuid.uuid4()}/E/1")
+            for _ in range(10)])
+    before = sandbox_counter(sandbox.url, DELETES)
+
+    summary = stop_orphans()
+
+    assert summary.abandoned == 20
+    assert sandbox_counter(sandbox.url, DELETES) == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_orphan_seen_once_is_never_acted_on_and_expires_after_a_day(sandbox, receivers,
+                                                                      graph_account):
+    account, calendar, mailbox = graph_account
+    stray = stray_graph_subscription(sandbox, account.email, calendar.provider_calendar_id,
+                                     receivers)
+    OrphanChannel.objects.create(provider="microsoft", channel_id=stray, hits=1,
+                                 tenant_id=mailbox["tenantId"], resource_uri=mailbox["resource"])
+    before = sandbox_counter(sandbox.url, DELETES)
+
+    assert stop_orphans().stopped == 0
+    assert OrphanChannel.objects.get(channel_id=stray).status == "open"
+    with time_machine.travel(timezone.now() + timedelta(days=1, minutes=1)):
+        assert stop_orphans().abandoned == 1
+    assert sandbox_counter(sandbox.url, DELETES) == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_account_spends_at_most_its_daily_budget_on_orphans(sandbox, settings, graph_account):
+    settings.WEBHOOK_ORPHAN_STOPS_PER_ACCOUNT_PER_DAY = 3
+    account, calendar, mailbox = graph_account
+    for _ in range(5):  # ids in our account's mailbox that Graph does not know (404)
+        OrphanChannel.objects.create(provider="microsoft", channel_id=str(uuid.uuid4()), hits=2,
+                                     tenant_id=mailbox["tenantId"],
+                                     resource_uri=mailbox["resource"])
+    before = sandbox_counter(sandbox.url, DELETES)
+
+    summary = stop_orphans()
+
+    assert sandbox_counter(sandbox.url, DELETES) - before == 3
+    assert summary.abandoned == 3 and summary.retry == 2
+    assert OrphanChannel.objects.open().count() == 2
+
+
+@pytest.mark.django_db
+def test_orphan_rows_per_source_address_are_bounded(client, settings):
+    settings.WEBHOOK_ORPHANS_PER_SOURCE_PER_DAY = 30
+    settings.WEBHOOK_RATE_LIMIT_MAX_REQUESTS = 1000
+    for _ in range(5):
+        forged_batch(client, 20)
+    forged_batch(client, 20, address="203.0.113.9")
+
+    assert OrphanChannel.objects.count() <= 30 + 20
+    assert OrphanChannel.objects.count() >= 20  # the other address is not held to the first
