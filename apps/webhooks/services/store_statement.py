@@ -115,7 +115,8 @@ PARAMETER_COLUMNS = ("subscription_id", "provider", "kind", "received_at", "reso
                      "message_number", "dedup_key", "headers", "payload", "processing_status",
                      "processed_at", "error")
 FIXED_COLUMNS = {"attempts": (0, "0"), "claimed_by": ("", "''")}  # attname: (default, SQL)
-LEFT_NULL_COLUMNS = frozenset({"next_attempt_at", "claimed_at", "processing_time_ms"})
+LEFT_NULL_COLUMNS = frozenset({"next_attempt_at", "claimed_at", "processing_time_ms",
+                               "lifecycle_handled_at"})
 SWITCHED_OFF_ERROR = "webhooks switched off: acknowledged, not processed"
 
 
