@@ -187,8 +187,9 @@ def _store_batch_postgresql(batch: Sequence[NewNotification], now: datetime,
                             ignored: bool) -> list[bool]:
     """A Graph batch as ONE statement (``store_statement``), with the single path's
     guarantees: committed when execute() returns, duplicates reported as such, subscriptions
-    moved forward only, the worker woken, ``StaleSubscription`` if any subscription changed
-    since the receiver read it (then nothing was stored)."""
+    moved forward only, the worker woken. ``StaleSubscription`` if a subscription changed
+    since the receiver read it: the rows of the others are committed all the same (a redo of
+    the request finds them as duplicates), so no acknowledged item depends on that redo."""
     first = _first_occurrences(batch)
     unique = [item for item, new in zip(batch, first, strict=True) if new]
     cutoff = now - timedelta(seconds=LAST_HEARD_RESOLUTION_SECONDS)

@@ -122,11 +122,11 @@ def _fast_store_sql(numbered: bool, notify: bool) -> str:
 def _batch_store_sql(notify: bool) -> str:
     """The batch as one statement: the same guarantees as ``_fast_store_sql``, for many rows.
 
-    The subscriptions are checked and locked first, in id order (so concurrent batches cannot
-    deadlock), and nothing is inserted unless every one still matches (the caller then redoes
-    the request from the database). The INSERT's guard is an InitPlan, which runs to
-    completion before the first row is inserted. Each subscription moves forward once, to the
-    highest message number of its new rows.
+    The subscriptions are checked and locked first, in id order, so concurrent batches cannot
+    deadlock: the INSERT's filter is an InitPlan, which runs to completion before the first
+    row is inserted. Only rows of subscriptions that still match are inserted (the caller
+    redoes the request from the database when one did not). Each subscription moves forward
+    once, to the highest message number of its new rows.
     """
     if notify not in _batch_sql:
         qn = connection.ops.quote_name
@@ -149,7 +149,8 @@ def _batch_store_sql(notify: bool) -> str:
             f"i AS (SELECT * FROM {_unnest(arrays)} AS i({', '.join(c for c, _ in arrays)})), "
             f"ins AS (INSERT INTO {notifications} "
             f"({', '.join(qn(column) for column, _ in columns)}) "
-            f"SELECT {values} FROM i WHERE (SELECT count(*) FROM sub) = %s "
+            f"SELECT {values} FROM i WHERE i.subscription_id = ANY((SELECT array_agg(id) "
+            f"FROM sub)::bigint[]) "
             f"ON CONFLICT (dedup_key) DO NOTHING "
             f"RETURNING dedup_key, subscription_id, message_number), "
             f"top AS (SELECT subscription_id AS id, max(message_number) AS number FROM ins "
@@ -185,8 +186,7 @@ def batch_params(items: Sequence[NewNotification], now: datetime, ignored: bool,
     subscriptions = {item.subscription.pk: item.subscription for item in items}
     facts = [[getattr(sub, name) for sub in subscriptions.values()] for name in FACT_COLUMNS]
     rows = [row_params(item, now, ignored) for item in items]
-    return [*facts, *(list(column) for column in zip(*rows, strict=True)),
-            len(subscriptions), cutoff, now, cutoff]
+    return [*facts, *(list(column) for column in zip(*rows, strict=True)), cutoff, now, cutoff]
 
 
 # How the storing statement fills each column of a new notification row. PARAMETER columns get
