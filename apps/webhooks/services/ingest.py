@@ -203,8 +203,8 @@ def _store_batch_postgresql(batch: Sequence[NewNotification], now: datetime,
         for sub in subscriptions.values():
             subscription_cache.forget(sub.provider, sub.channel_id)
         raise StaleSubscription(", ".join(sub.channel_id for sub in subscriptions.values()))
-    inserted = set(inserted)
-    return [new and item.dedup_key in inserted for item, new in zip(batch, first, strict=True)]
+    new_keys = set(inserted)
+    return [new and item.dedup_key in new_keys for item, new in zip(batch, first, strict=True)]
 
 
 def _new_row(item: NewNotification, now: datetime, ignored: bool) -> WebhookNotification:
