@@ -33,6 +33,9 @@ from msgraph.graph_request_adapter import options as SDK_MIDDLEWARE_OPTIONS
 from msgraph_core import GraphClientFactory
 from sandbox_helpers import Api, Receiver
 
+# The generated SDK warns about its own request-configuration classes on every call.
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:msgraph"),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning:kiota_abstractions")]
 WINDOW = {"start_date_time": "2024-01-01T00:00:00Z", "end_date_time": "2024-02-01T00:00:00Z"}
 
 
