@@ -53,7 +53,8 @@ def main() -> int:
 
 # --- set-up ---------------------------------------------------------------------------------
 
-def _recreate_database() -> None:
+def recreate_database(name: str = DB_NAME) -> None:
+    """Drop and create the benchmark's own database on the server of DATABASE_URL."""
     import psycopg2
     from django.conf import settings
 
@@ -62,8 +63,8 @@ def _recreate_database() -> None:
                             host=db["HOST"], port=db["PORT"])
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{DB_NAME}"')
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{name}"')
     conn.close()
 
 
@@ -365,7 +366,7 @@ def _rates(first_id: int) -> tuple[float, float, float, int]:
 def _run() -> int:
     import django
 
-    _recreate_database()
+    recreate_database()
     django.setup()
     from django.core.management import call_command
 

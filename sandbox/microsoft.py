@@ -25,6 +25,9 @@ _READ_ONLY = {"id", "@odata.etag", "@odata.type", "@odata.context", "changeKey",
 _NOT_WITH_DELTA = ("$select", "$filter", "$orderby", "$search", "$expand")
 _EVENT = r"(?P<event_id>[^/]+)"
 _CALID = r"(?P<calendar_id>[^/]+)"
+# `delta` is an OData function: Graph also answers it called as one (`delta()`, as Graph's own
+# SDKs do) and namespace-qualified (`microsoft.graph.delta()`).
+_DELTA = r"(?:delta|(?:microsoft\.graph\.)?delta\(\))"
 
 
 def _page_size(req: Request) -> int:
@@ -52,9 +55,10 @@ class GraphApi:
             router.add("GET", prefix + _EVENT, self.get, "graph.events.get", f)
             router.add("PATCH", prefix + _EVENT, self.patch, "graph.events.patch", f)
             router.add("DELETE", prefix + _EVENT, self.delete, "graph.events.delete", f)
-        router.add("GET", BASE + f"/me/calendars/{_CALID}/calendarView/delta", self.delta,
+        router.add("GET", BASE + f"/me/calendars/{_CALID}/calendarView/{_DELTA}", self.delta,
                    "graph.events.delta", f)
-        router.add("GET", BASE + "/me/calendarView/delta", self.delta, "graph.events.delta", f)
+        router.add("GET", BASE + f"/me/calendarView/{_DELTA}", self.delta, "graph.events.delta",
+                   f)
 
     # --- helpers ----------------------------------------------------------------------------
 

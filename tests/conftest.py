@@ -32,6 +32,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit("required services unreachable: " + ", ".join(missing), returncode=3)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _var_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """What the code writes under VAR_DIR / LOG_DIR (the offline incident store, a child
+    process's logs) goes to a temporary directory, never into the checkout's var/."""
+    var = tmp_path_factory.mktemp("var")
+    with pytest.MonkeyPatch.context() as patch:
+        for name, path in (("VAR_DIR", var), ("LOG_DIR", var / "log")):
+            patch.setattr(django_settings, name, path if name == "VAR_DIR" else str(path))
+            patch.setenv(name, str(path))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _clear_cache() -> Iterator[None]:
     from django.core.cache import cache

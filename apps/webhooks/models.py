@@ -129,6 +129,10 @@ class WebhookNotification(models.Model):
     processed_at = models.DateTimeField(null=True, blank=True)
     processing_time_ms = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
+    # Set once the subscription manager has acted on a lifecycle row (reauthorized /
+    # recreated): a retried or reclaimed row then only runs its catch-up sync, never the
+    # action a second time.
+    lifecycle_handled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -46,6 +46,7 @@ def child_env(tmp: Path, settings_module: str = "settings.test", **extra: str) -
         "DATABASE_URL": child_database_url(),
         "REDIS_URL": getattr(settings, "REDIS_URL", "redis://127.0.0.1:6379/15"),
         "PROMETHEUS_MULTIPROC_DIR": str(prom),
+        "VAR_DIR": str(tmp),  # never the checkout's var/
         "LOG_DIR": str(tmp / "log"),
         "PYTHONUNBUFFERED": "1",
         **extra,

@@ -100,7 +100,7 @@ def test_the_compose_file_itself_holds_no_secret():
 
 
 @needs_compose
-def test_every_service_command_exists_in_the_project(config):
+def test_every_service_command_exists_in_the_project(config, tmp_path):
     commands = get_commands()
     for name in APP_SERVICES:
         for argv in _command_lines(config["services"][name]):
@@ -109,7 +109,7 @@ def test_every_service_command_exists_in_the_project(config):
                 conf = argv[argv.index("-c") + 1]
                 check = subprocess.run(
                     [sys.executable, "-m", "gunicorn", "--check-config", "-c", conf, argv[1]],
-                    cwd=ROOT, env=child_env(ROOT / "var"), capture_output=True, text=True,
+                    cwd=ROOT, env=child_env(tmp_path), capture_output=True, text=True,
                     timeout=60)
                 assert check.returncode == 0, check.stdout + check.stderr
                 continue

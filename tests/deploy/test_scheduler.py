@@ -218,9 +218,9 @@ def test_run_scheduler_stops_on_sigterm_after_its_running_job_finishes(tmp_path)
     assert "finished shell" in rest and "scheduler stopped" in rest
 
 
-def test_run_scheduler_lists_the_projects_jobs_with_their_next_run():
+def test_run_scheduler_lists_the_projects_jobs_with_their_next_run(tmp_path):
     listing = subprocess.run([sys.executable, str(MANAGE), "run_scheduler", "--list"], cwd=ROOT,
-                             env=child_env(ROOT / "var"), capture_output=True, text=True,
+                             env=child_env(tmp_path), capture_output=True, text=True,
                              timeout=60)
     assert listing.returncode == 0, listing.stderr
     assert "cleanup_webhook_data --days=30" in listing.stdout

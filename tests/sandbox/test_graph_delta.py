@@ -86,6 +86,20 @@ def test_delta_pages_end_with_a_delta_link(graph, sandbox) -> None:
     assert delta_link.startswith(sandbox.url + url + "?$deltatoken=")
 
 
+@pytest.mark.parametrize("function", ["delta()", "microsoft.graph.delta()"])
+@pytest.mark.parametrize("scope", ["calendar", "default calendar"])
+def test_delta_answers_the_odata_function_form(graph, function: str, scope: str) -> None:
+    # Graph's own SDKs call `calendarView/delta()`; Graph accepts it like `calendarView/delta`.
+    api, acct = graph
+    ids = [_create(api, acct, subject=f"e{i}")["id"] for i in range(3)]
+    where = f"/me/calendars/{_cal(acct)}" if scope == "calendar" else "/me"
+    pages, delta_link = _rounds(api, f"/v1.0{where}/calendarView/{function}", 2, **WINDOW)
+    assert [e["id"] for p in pages for e in p] == ids
+    api.patch(f"/v1.0/me/events/{ids[1]}", json={"subject": "Moved"})
+    pages, _ = _rounds(api, delta_link)
+    assert [e["id"] for p in pages for e in p] == [ids[1]]
+
+
 def test_delta_link_returns_changes_and_removals(graph) -> None:
     api, acct = graph
     a, b, c = (_create(api, acct, subject=s) for s in "abc")

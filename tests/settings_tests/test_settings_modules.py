@@ -17,11 +17,17 @@ PROBE = (
 )
 
 
+@pytest.fixture(autouse=True)
+def _var_dir(tmp_path, monkeypatch):
+    """The development SQLite file and the logs go to this test's directory."""
+    monkeypatch.setenv("VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("LOG_DIR", str(tmp_path / "log"))
+
+
 def _run(module: str, extra_env: dict[str, str], code: str = PROBE, *args: str):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("WEBHOOK_", "SECRET_KEY", "FIELD_ENCRYPTION_KEY"))}
-    env.update({"DJANGO_SETTINGS_MODULE": module, "VAR_DIR": "/tmp/calendar-sync-test-var",
-                "LOG_DIR": "/tmp/calendar-sync-test-var/log", **extra_env})
+    env.update({"DJANGO_SETTINGS_MODULE": module, **extra_env})
     cmd = [sys.executable, "-c", code] if code else [sys.executable, "manage.py", *args]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
@@ -67,3 +73,9 @@ def test_production_passes_the_deploy_check_when_configured():
     out = _run("settings.production", env, "", "check", "--deploy",
                "--fail-level", "WARNING")
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_suite_keeps_its_files_out_of_the_checkout(settings):
+    # A fresh clone has no var/; the suite must neither need it nor create it.
+    for where in (Path(settings.VAR_DIR), Path(settings.LOG_DIR), Path(os.environ["VAR_DIR"])):
+        assert not where.resolve().is_relative_to(ROOT), where

@@ -8,11 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from django.db import connections
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from webhook_cases import make_subscription
 
-from apps.webhooks.models import WebhookNotification
+from apps.webhooks.models import WebhookNotification, WebhookSubscription
 from apps.webhooks.services import ingest
+from apps.webhooks.services.subscription_cache import StaleSubscription
 
 pytestmark = pytest.mark.usefixtures("fresh_receiver_state")
 
@@ -124,24 +127,74 @@ def test_a_session_that_lost_its_prepared_statement_still_stores(google_calendar
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("ignored", [False, True], ids=["queued", "switched-off"])
 def test_the_one_statement_path_stores_the_row_the_orm_stores(google_calendar, ignored):
-    # A single notification goes through hand-built SQL, a batch through Model.save(): the
-    # worker and the dashboard must read the same values back either way.
+    # On PostgreSQL storing is hand-built SQL, on SQLite Model.save(): the worker and the
+    # dashboard must read the same values back either way.
     sub, _ = make_subscription(google_calendar, "google")
     extra = {"headers": {"X-Goog-Resource-URI": "https://x.test/?a=1&b=é", "n": [1, None]},
              "payload": {"nested": {"pi": 1.5, "text": "’quote\"\\"}}}
     items = [ingest.NewNotification(subscription=sub, kind="change", resource_state="exists",
                                     dedup_key=f"k{i}", message_number=i, **extra)
-             for i in range(3)]
+             for i in range(4)]
     with time_machine.travel(datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC), tick=False):
-        assert ingest.store(items[:2], ignored=ignored) == [True, True]  # the ORM path
-        assert ingest.store(items[2:], ignored=ignored) == [True]  # the one-statement path
+        # The ORM path (SQLite), the batch statement, the single-notification statement.
+        assert ingest.store_each(items[:1], timezone.now(), ignored) == [True]
+        assert ingest.store(items[1:3], ignored=ignored) == [True, True]
+        assert ingest.store(items[3:], ignored=ignored) == [True]
     rows = {row.dedup_key: row for row in WebhookNotification.objects.all()}
 
     def fields(row):
         return {f.attname: getattr(row, f.attname) for f in row._meta.concrete_fields
                 if f.attname not in ("id", "dedup_key", "message_number")}
 
-    assert fields(rows["k2"]) == fields(rows["k0"])
-    assert rows["k2"].received_at == datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
-    assert rows["k2"].headers == extra["headers"] and rows["k2"].payload == extra["payload"]
-    assert rows["k2"].processing_status == ("ignored" if ignored else "pending")
+    for key in ("k1", "k3"):
+        assert fields(rows[key]) == fields(rows["k0"])
+        assert rows[key].received_at == datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+        assert rows[key].headers == extra["headers"] and rows[key].payload == extra["payload"]
+        assert rows[key].processing_status == ("ignored" if ignored else "pending")
+
+
+def batch_of(subscriptions, numbers) -> list[ingest.NewNotification]:
+    return [notification(sub, n) for n in numbers for sub in subscriptions]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("prepared", [True, False], ids=["prepared", "plain"])
+def test_a_batch_is_one_round_trip_whatever_its_size(google_calendar, settings, prepared):
+    settings.WEBHOOK_PREPARED_STATEMENTS = prepared
+    subs = [make_subscription(google_calendar, "microsoft")[0] for _ in range(3)]
+    ingest.reset_notify_throttle()  # each store below wakes the worker: one statement shape
+    ingest.store(batch_of(subs, [1, 2]))  # the session prepares the statement once
+    round_trips = []
+    for numbers in ([3], range(4, 54)):
+        ingest.reset_notify_throttle()
+        with CaptureQueriesContext(connection) as queries:
+            assert all(ingest.store(batch_of(subs, numbers)))
+        round_trips.append(len(queries))
+    assert round_trips == [1, 1]
+    assert WebhookNotification.objects.count() == 3 * 53
+    for sub in WebhookSubscription.objects.filter(pk__in=[s.pk for s in subs]):
+        assert sub.last_message_number == 53 and sub.last_notification_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_with_a_subscription_that_changed_meanwhile_asks_for_a_redo(google_calendar):
+    fine, _ = make_subscription(google_calendar, "microsoft")
+    changed, _ = make_subscription(google_calendar, "microsoft")
+    WebhookSubscription.objects.filter(pk=changed.pk).update(status="stopped")
+    with pytest.raises(StaleSubscription):  # the receiver redoes it from the database
+        ingest.store(batch_of([fine, changed], [1, 2]))
+    # What still matched is kept whatever the redo finds.
+    assert set(WebhookNotification.objects.values_list("subscription", flat=True)) == {fine.pk}
+    assert ingest.store(batch_of([fine], [1, 2, 3])) == [False, False, True]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_over_the_same_subscriptions_store_everything_once(
+        google_calendar):
+    subs = [make_subscription(google_calendar, "microsoft")[0] for _ in range(4)]
+    results = []
+    # Each batch names the subscriptions in another order, and overlaps the others' keys.
+    run_together(8, lambda i: results.extend(
+        ingest.store(batch_of(subs[i % 4:] + subs[:i % 4], range(i, i + 10)))))
+    assert sum(results) == WebhookNotification.objects.count() == 4 * 17
+    assert {s.last_message_number for s in WebhookSubscription.objects.all()} == {16}

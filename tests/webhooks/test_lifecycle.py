@@ -4,11 +4,17 @@ missed → catch up."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+import time_machine
+from django.utils import timezone
 from subscription_support import call_count, connect_account, remote_channels, set_faults
 
 from apps.webhooks.models import WebhookNotification
+from apps.webhooks.services import worker as worker_module
 from apps.webhooks.services.subscriptions import create_subscription, handle_lifecycle
+from apps.webhooks.services.worker import NotificationWorker
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -96,3 +102,34 @@ def test_a_removal_is_not_undone_for_a_calendar_that_left_the_rollout(sandbox, s
     sub.refresh_from_db()
     assert sub.status == "stopped" and sub.replaced_by is None
     assert call_count(sandbox.url, "graph.subscriptions.create") == 1
+
+
+class WorkerKilled(BaseException):
+    """The process dies (SIGKILL, out of memory): nothing the worker could catch."""
+
+
+def test_a_worker_crash_after_a_recreation_neither_recreates_again_nor_skips_the_catch_up(
+        sandbox, sub, settings, monkeypatch):
+    settings.WORKER_COALESCE_SECONDS = settings.WORKER_BURST_MAX_WAIT_SECONDS = 0
+    settings.WORKER_VISIBILITY_TIMEOUT_SECONDS = 60
+    stored = deliver(sandbox, sub, "subscriptionRemoved")
+
+    def killed(calendar_id: int) -> None:
+        raise WorkerKilled
+
+    with monkeypatch.context() as patch:
+        patch.setattr(worker_module, "sync_calendar_id", killed)
+        with pytest.raises(WorkerKilled):  # recreated, then died during the catch-up sync
+            NotificationWorker("dead:1:aaaa").handle_one()
+    creations = call_count(sandbox.url, "graph.subscriptions.create")
+    syncs = call_count(sandbox.url, "graph.events.delta")
+
+    survivor = NotificationWorker("live:2:bbbb")
+    with time_machine.travel(timezone.now() + timedelta(seconds=61), tick=False):
+        assert survivor.reclaim_stuck() == 1
+        survivor.handle_one()
+
+    stored.refresh_from_db()
+    assert stored.processing_status == WebhookNotification.Status.COMPLETED
+    assert call_count(sandbox.url, "graph.subscriptions.create") == creations
+    assert call_count(sandbox.url, "graph.events.delta") > syncs  # the catch-up did run

@@ -3,10 +3,12 @@
 The inbound ``WebhookNotification`` row is the worker's queue, so storing is the only thing a
 receiver must get right before it answers: each batch is one transaction, and the receiver
 builds its 2xx only after that transaction has committed. Deduplication relies on the unique
-``dedup_key``: in a batch, a concurrent redelivery loses the race with an IntegrityError, which
-we read as "duplicate" (after checking that the key really is there); a single notification on
-PostgreSQL (every Google one) is one ``INSERT … ON CONFLICT DO NOTHING`` statement that also
-moves the subscription forward and wakes the worker — one round trip, its own transaction.
+``dedup_key``. On PostgreSQL a request is one ``INSERT … ON CONFLICT DO NOTHING`` statement
+(``store_statement``) that also moves the subscriptions forward and wakes the worker — one
+round trip, its own transaction — whether it carries one notification (every Google one) or a
+Graph batch. On SQLite (development) each row is one INSERT in a savepoint, and a concurrent
+redelivery loses the race with an IntegrityError, which we read as "duplicate" (after checking
+that the key really is there).
 
 What is not stored is counted by ``counters``.
 """
@@ -31,7 +33,9 @@ from apps.webhooks.services.store_statement import (
     ACCEPTING_STATUSES,
     NOTIFY_CHANNEL,
     SWITCHED_OFF_ERROR,
+    batch_params,
     execute_store,
+    execute_store_batch,
     row_params,
 )
 from apps.webhooks.services.subscription_cache import StaleSubscription
@@ -115,17 +119,30 @@ def store(batch: Sequence[NewNotification], *, ignored: bool = False) -> list[bo
     committed; the caller must then not acknowledge.
     """
     now = timezone.now()
-    if len(batch) == 1 and connection.vendor == "postgresql":
+    if connection.vendor != "postgresql":
+        return store_each(batch, now, ignored)
+    if len(batch) == 1:
         return [_store_one_postgresql(batch[0], now, ignored)]
-    results: list[bool] = []
+    return _store_batch_postgresql(batch, now, ignored) if batch else []
+
+
+def _first_occurrences(batch: Sequence[NewNotification]) -> list[bool]:
+    """False for an item whose dedup key came earlier in the batch (Graph often repeats an
+    item within one batch)."""
     seen: set[str] = set()
+    first = []
+    for item in batch:
+        first.append(item.dedup_key not in seen)
+        seen.add(item.dedup_key)
+    return first
+
+
+def store_each(batch: Sequence[NewNotification], now: datetime, ignored: bool) -> list[bool]:
+    """``store`` with one INSERT per row in one transaction: SQLite (development)."""
+    first = _first_occurrences(batch)
     with transaction.atomic(durable=True):
-        for item in batch:
-            if item.dedup_key in seen:  # Graph often repeats an item within one batch
-                results.append(False)
-                continue
-            seen.add(item.dedup_key)
-            results.append(_insert_unless_duplicate(item, now, ignored))
+        results = [new and _insert_unless_duplicate(item, now, ignored)
+                   for item, new in zip(batch, first, strict=True)]
         stored = [item for item, new in zip(batch, results, strict=True) if new]
         _advance(stored, now)
         if stored and not ignored:
@@ -164,6 +181,30 @@ def _store_one_postgresql(item: NewNotification, now: datetime, ignored: bool) -
         subscription_cache.forget(sub.provider, sub.channel_id)
         raise StaleSubscription(sub.channel_id)
     return inserted == 1
+
+
+def _store_batch_postgresql(batch: Sequence[NewNotification], now: datetime,
+                            ignored: bool) -> list[bool]:
+    """A Graph batch as ONE statement (``store_statement``), with the single path's
+    guarantees: committed when execute() returns, duplicates reported as such, subscriptions
+    moved forward only, the worker woken. ``StaleSubscription`` if a subscription changed
+    since the receiver read it: the rows of the others are committed all the same (a redo of
+    the request finds them as duplicates), so no acknowledged item depends on that redo."""
+    first = _first_occurrences(batch)
+    unique = [item for item, new in zip(batch, first, strict=True) if new]
+    cutoff = now - timedelta(seconds=LAST_HEARD_RESOLUTION_SECONDS)
+    params = batch_params(unique, now, ignored, cutoff)
+    guard = transaction.atomic(durable=True) if connection.in_atomic_block else nullcontext()
+    with guard, connection.cursor() as cursor:
+        execute_store_batch(cursor, not ignored and _notify_due(), params)
+        inserted, still_valid = cursor.fetchone()[:2]
+    subscriptions = {item.subscription.pk: item.subscription for item in unique}
+    if still_valid != len(subscriptions):
+        for sub in subscriptions.values():
+            subscription_cache.forget(sub.provider, sub.channel_id)
+        raise StaleSubscription(", ".join(sub.channel_id for sub in subscriptions.values()))
+    new_keys = set(inserted)
+    return [new and item.dedup_key in new_keys for item, new in zip(batch, first, strict=True)]
 
 
 def _new_row(item: NewNotification, now: datetime, ignored: bool) -> WebhookNotification:

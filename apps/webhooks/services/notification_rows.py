@@ -23,9 +23,6 @@ from apps.webhooks.models import WebhookNotification
 
 log = logging.getLogger(__name__)
 
-# Written to a lifecycle row's error once the subscription manager has acted on it, so that a
-# retried catch-up sync does not reauthorize / recreate the subscription a second time.
-LIFECYCLE_HANDLED = "lifecycle handled; catch-up sync pending."
 Status = WebhookNotification.Status
 
 
@@ -88,16 +85,14 @@ def retry(worker_id: str, rows: list[WebhookNotification], error: str,
     'failed' when any row ran out of attempts, else 'retried'."""
     now = timezone.now()
     final = "retried"
-    by_attempts: dict[tuple[int, bool], list[WebhookNotification]] = defaultdict(list)
+    by_attempts: dict[int, list[WebhookNotification]] = defaultdict(list)
     for row in rows:
-        handled = row.error.startswith(LIFECYCLE_HANDLED)
-        by_attempts[(row.attempts + 1, handled)].append(row)
-    for (attempts, handled), same in by_attempts.items():
-        text = f"{LIFECYCLE_HANDLED} {error}" if handled else error
+        by_attempts[row.attempts + 1].append(row)
+    for attempts, same in by_attempts.items():
         if attempts >= settings.WORKER_MAX_ATTEMPTS:
             held(worker_id, same).update(
                 processing_status=Status.FAILED, attempts=attempts, processed_at=now,
-                next_attempt_at=None, error=text[:2000],
+                next_attempt_at=None, error=error[:2000],
             )
             final = "failed"
             continue
@@ -106,9 +101,16 @@ def retry(worker_id: str, rows: list[WebhookNotification], error: str,
             cap=settings.WORKER_RETRY_MAX_SECONDS)
         held(worker_id, same).update(
             processing_status=Status.PENDING, attempts=attempts, claimed_by="",
-            claimed_at=None, next_attempt_at=now + timedelta(seconds=delay), error=text[:2000],
+            claimed_at=None, next_attempt_at=now + timedelta(seconds=delay), error=error[:2000],
         )
     return final
+
+
+def mark_lifecycle_handled(worker_id: str, row: WebhookNotification) -> None:
+    """The subscription manager has acted on this lifecycle row; only its catch-up sync is
+    left (kept through retries and reclaims, unlike ``error``)."""
+    row.lifecycle_handled_at = timezone.now()
+    held(worker_id, [row]).update(lifecycle_handled_at=row.lifecycle_handled_at)
 
 
 def reclaim_stuck() -> int:

@@ -1,16 +1,18 @@
-"""The receivers' storing statement for PostgreSQL: one round trip per Google notification.
+"""The receivers' storing statements for PostgreSQL: one round trip per request.
 
-Check the subscription facts, INSERT the row if new (``ON CONFLICT DO NOTHING``), move the
-subscription forward, and NOTIFY the worker, all in one statement that is its own transaction.
-It is PREPAREd once per session (``WEBHOOK_PREPARED_STATEMENTS``), and its parameters are built
-directly rather than through a model instance: both were measured as large shares of the
-receiver's cost. ``ingest`` decides when to use it.
+Check the subscription facts, INSERT the rows if new (``ON CONFLICT DO NOTHING``), move the
+subscriptions forward, and NOTIFY the worker, all in one statement that is its own transaction:
+one for a single notification (every Google one), one for a Graph batch (arrays of column
+values, ``unnest``-ed). They are PREPAREd once per session (``WEBHOOK_PREPARED_STATEMENTS``),
+and their parameters are built directly rather than through model instances: both were
+measured as large shares of the receiver's cost. ``ingest`` decides which to use.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -18,17 +20,16 @@ from django.conf import settings
 from django.db import ProgrammingError, connection
 
 from apps.webhooks.models import WebhookNotification, WebhookSubscription
+from apps.webhooks.services.wakeup import NOTIFY_CHANNEL
 
 if TYPE_CHECKING:
     from apps.webhooks.services.ingest import NewNotification
 
-# The worker LISTENs on this channel; NOTIFY is sent inside the storing transaction, so it is
-# delivered exactly when the rows become visible (PostgreSQL only).
-NOTIFY_CHANNEL = "calendar_sync_notifications"
 # Notifications for subscriptions in these states are queued; any other state is ignored.
 ACCEPTING_STATUSES = frozenset({"pending", "active"})
 
 _fast_sql: dict[tuple[bool, bool], str] = {}
+_batch_sql: dict[bool, str] = {}
 # Raw DB-API connection -> names of the storing statements PREPAREd in that session. A new
 # (re)connection is a new object, so it is prepared again; a closed one drops out by itself.
 _prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -37,17 +38,27 @@ UNDEFINED_PREPARED_STATEMENT = "26000"  # SQLSTATE invalid_sql_statement_name
 
 
 def execute_store(cursor, shape: tuple[bool, bool], params: list) -> None:
-    """Run the storing statement of this shape; PREPAREd once per session if enabled.
+    """Run the single-notification storing statement of this shape (numbered, notify)."""
+    _execute(cursor, f"webhooks_store_{shape[0]:d}{shape[1]:d}", _fast_store_sql(*shape),
+             params)
 
-    Planning the combined statement costs PostgreSQL several times what executing it does;
+
+def execute_store_batch(cursor, notify: bool, params: list) -> None:
+    """Run the batch storing statement (``batch_params()``)."""
+    _execute(cursor, f"webhooks_store_batch_{notify:d}", _batch_store_sql(notify), params)
+
+
+def _execute(cursor, name: str, sql: str, params: list) -> None:
+    """Run ``sql``; PREPAREd once per session as ``name`` if enabled.
+
+    Planning a combined statement costs PostgreSQL several times what executing it does;
     a prepared statement is planned once (a generic plan after a few executions). Sessions
     are per connection, which a PgBouncer in transaction mode does not keep: hence the
     WEBHOOK_PREPARED_STATEMENTS off-switch.
     """
     if not settings.WEBHOOK_PREPARED_STATEMENTS:
-        cursor.execute(_fast_store_sql(*shape), params)
+        cursor.execute(sql, params)
         return
-    name = f"webhooks_store_{shape[0]:d}{shape[1]:d}"
     raw = connection.connection
     with _prepared_lock:
         names = _prepared.setdefault(raw, set())
@@ -63,7 +74,7 @@ def execute_store(cursor, shape: tuple[bool, bool], params: list) -> None:
                     UNDEFINED_PREPARED_STATEMENT):
                 raise
             names.discard(name)
-    cursor.execute(f"PREPARE {name} AS {_positional(_fast_store_sql(*shape))}")
+    cursor.execute(f"PREPARE {name} AS {_positional(sql)}")
     names.add(name)
     cursor.execute(execute, params)
 
@@ -108,6 +119,76 @@ def _fast_store_sql(numbered: bool, notify: bool) -> str:
     return _fast_sql[key]
 
 
+def _batch_store_sql(notify: bool) -> str:
+    """The batch as one statement: the same guarantees as ``_fast_store_sql``, for many rows.
+
+    The subscriptions are checked and locked first, in id order, so concurrent batches cannot
+    deadlock: the INSERT's filter is an InitPlan, which runs to completion before the first
+    row is inserted. Only rows of subscriptions that still match are inserted (the caller
+    redoes the request from the database when one did not). Each subscription moves forward
+    once, to the highest message number of its new rows.
+    """
+    if notify not in _batch_sql:
+        qn = connection.ops.quote_name
+        notifications = qn(WebhookNotification._meta.db_table)
+        subscriptions = qn(WebhookSubscription._meta.db_table)
+        accepting = ", ".join(f"'{status}'" for status in sorted(ACCEPTING_STATUSES))
+        by_column = {f.column: f for f in WebhookNotification._meta.concrete_fields}
+        columns = _row_columns()
+        arrays = [(qn(column), by_column[column].db_type(connection))
+                  for column, value in columns if value == "%s"]
+        facts = [(name, WebhookSubscription._meta.get_field(name).db_type(connection))
+                 for name in FACT_COLUMNS]
+        values = ", ".join(f"i.{qn(column)}" if value == "%s" else value
+                           for column, value in columns)
+        _batch_sql[notify] = (
+            f"WITH f AS (SELECT * FROM {_unnest(facts)} AS f({', '.join(FACT_COLUMNS)})), "
+            f"sub AS (SELECT s.id FROM {subscriptions} s JOIN f ON "
+            + " AND ".join(f"s.{name} = f.{name}" for name in FACT_COLUMNS)
+            + f" WHERE s.status IN ({accepting}) ORDER BY s.id FOR NO KEY UPDATE OF s), "
+            f"i AS (SELECT * FROM {_unnest(arrays)} AS i({', '.join(c for c, _ in arrays)})), "
+            f"ins AS (INSERT INTO {notifications} "
+            f"({', '.join(qn(column) for column, _ in columns)}) "
+            f"SELECT {values} FROM i WHERE i.subscription_id = ANY((SELECT array_agg(id) "
+            f"FROM sub)::bigint[]) "
+            f"ON CONFLICT (dedup_key) DO NOTHING "
+            f"RETURNING dedup_key, subscription_id, message_number), "
+            f"top AS (SELECT subscription_id AS id, max(message_number) AS number FROM ins "
+            f"GROUP BY subscription_id), "
+            f"adv AS (UPDATE {subscriptions} s SET last_notification_at = CASE WHEN "
+            f"s.last_notification_at IS NULL OR s.last_notification_at < %s THEN %s "
+            f"ELSE s.last_notification_at END, last_message_number = "
+            f"GREATEST(COALESCE(s.last_message_number, top.number), top.number) "
+            f"FROM top WHERE s.id = top.id AND (s.last_notification_at IS NULL "
+            f"OR s.last_notification_at < %s OR top.number > s.last_message_number "
+            f"OR (top.number IS NOT NULL AND s.last_message_number IS NULL))) "
+            f"SELECT ARRAY(SELECT dedup_key FROM ins), (SELECT count(*) FROM sub)"
+            + (f", (SELECT count(pg_notify('{NOTIFY_CHANNEL}', '')) "
+               f"FROM (SELECT 1 FROM ins LIMIT 1) AS one)" if notify else "")
+        )
+    return _batch_sql[notify]
+
+
+def _unnest(arrays: list[tuple[str, str]]) -> str:
+    """``unnest(%s::type[], …)``: one array parameter per column."""
+    return f"unnest({', '.join(f'%s::{db_type}[]' for _, db_type in arrays)})"
+
+
+# What the receiver authenticated against; the row is stored only if the subscription still has
+# these values (and an accepting status).
+FACT_COLUMNS = ("id", "channel_id", "token_digest", "resource_id")
+
+
+def batch_params(items: Sequence[NewNotification], now: datetime, ignored: bool,
+                 cutoff: datetime) -> list:
+    """The batch statement's parameters: the subscription facts and the row values as one
+    array per column (``items`` without repeated dedup keys)."""
+    subscriptions = {item.subscription.pk: item.subscription for item in items}
+    facts = [[getattr(sub, name) for sub in subscriptions.values()] for name in FACT_COLUMNS]
+    rows = [row_params(item, now, ignored) for item in items]
+    return [*facts, *(list(column) for column in zip(*rows, strict=True)), cutoff, now, cutoff]
+
+
 # How the storing statement fills each column of a new notification row. PARAMETER columns get
 # row_params() values, in this order; FIXED ones a constant (their model default); LEFT_NULL
 # ones are not named, so they are NULL. _row_columns() checks this against the model.
@@ -115,7 +196,8 @@ PARAMETER_COLUMNS = ("subscription_id", "provider", "kind", "received_at", "reso
                      "message_number", "dedup_key", "headers", "payload", "processing_status",
                      "processed_at", "error")
 FIXED_COLUMNS = {"attempts": (0, "0"), "claimed_by": ("", "''")}  # attname: (default, SQL)
-LEFT_NULL_COLUMNS = frozenset({"next_attempt_at", "claimed_at", "processing_time_ms"})
+LEFT_NULL_COLUMNS = frozenset({"next_attempt_at", "claimed_at", "processing_time_ms",
+                               "lifecycle_handled_at"})
 SWITCHED_OFF_ERROR = "webhooks switched off: acknowledged, not processed"
 
 

@@ -44,7 +44,6 @@ from apps.calendars.services.sync_engine import Outcome, SyncResult, sync_calend
 from apps.webhooks.models import WebhookNotification, WorkerHeartbeat
 from apps.webhooks.services import coalescing
 from apps.webhooks.services import notification_rows as claims
-from apps.webhooks.services.notification_rows import LIFECYCLE_HANDLED
 from apps.webhooks.services.wakeup import Wakeup
 from calendar_sync import metrics
 
@@ -186,7 +185,7 @@ class NotificationWorker:
         """Reauthorize / recreate through the subscription manager; True: catch-up sync."""
         from apps.webhooks.services.subscriptions import handle_lifecycle
 
-        if row.error.startswith(LIFECYCLE_HANDLED):
+        if row.lifecycle_handled_at is not None:
             return True, None
         try:
             needs_sync = bool(handle_lifecycle(row.subscription, row.resource_state))
@@ -198,8 +197,7 @@ class NotificationWorker:
         if not needs_sync:
             claims.finish(self.worker_id, [row], Status.COMPLETED, started)
             return False, CalendarOutcome(calendar_id, [row.pk], "completed")
-        row.error = LIFECYCLE_HANDLED
-        claims.held(self.worker_id, [row]).update(error=LIFECYCLE_HANDLED)
+        claims.mark_lifecycle_handled(self.worker_id, row)
         return True, None
 
     def _sync(self, calendar_id: int, rows: list[WebhookNotification],
