@@ -18,7 +18,7 @@ def forwards(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('webhooks', '0002_notification_lifecycle_handled_at'),
+        ('webhooks', '0003_notification_lifecycle_handled_at'),
     ]
 
     operations = [

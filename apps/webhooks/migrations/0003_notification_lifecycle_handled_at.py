@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('webhooks', '0001_initial'),
+        ('webhooks', '0002_orphan_tenant_id'),
     ]
 
     operations = [
