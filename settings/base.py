@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from settings.env import env, envbool, envfloat, envint, envlist
+from settings.env import (
+    ImproperEnvironment,
+    env,
+    envbool,
+    envchoice,
+    envfloat,
+    envint,
+    envlist,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env("VAR_DIR", str(BASE_DIR / "var")))
@@ -249,7 +257,7 @@ CLEANUP_BATCH_SIZE = envint("CLEANUP_BATCH_SIZE", 5000, minimum=100)
 
 # --- Logging -------------------------------------------------------------------------------
 LOG_DIR = env("LOG_DIR", str(VAR_DIR / "log"))
-LOG_FORMAT = env("LOG_FORMAT", "text")
+LOG_FORMAT = envchoice("LOG_FORMAT", "text", ("text", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -260,7 +268,8 @@ LOGGING = {
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
     },
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": envchoice(
+        "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), upper=True)},
     "loggers": {
         "django.request": {"level": "ERROR"},
     },
@@ -268,13 +277,27 @@ LOGGING = {
 
 
 def apply_deployment_phase(namespace: dict) -> None:
-    """Overlay ``PHASE_N_SETTINGS`` when ``WEBHOOK_DEPLOYMENT_PHASE=N`` is set."""
-    phase = envint("WEBHOOK_DEPLOYMENT_PHASE", 0, minimum=0, maximum=5)
-    if phase:
-        from settings import deployment_phases
+    """Overlay ``PHASE_N_SETTINGS`` when ``WEBHOOK_DEPLOYMENT_PHASE=N`` is set.
 
-        namespace.update(deployment_phases.phase_settings(phase))
-        namespace["WEBHOOK_DEPLOYMENT_PHASE"] = phase
+    Which wins when both are set: ``WEBHOOKS_ENABLED=false`` always wins (the deploy-time off
+    switch must work whatever the phase says); a rollout percentage set in the environment that
+    differs from the phase's is refused, since nobody can tell which one the operator meant.
+    """
+    phase = envint("WEBHOOK_DEPLOYMENT_PHASE", 0, minimum=0, maximum=5)
+    if not phase:
+        return
+    from settings import deployment_phases
+
+    overlay = deployment_phases.phase_settings(phase)
+    for name in ("WEBHOOK_ROLLOUT_PERCENTAGE", "WEBHOOK_USER_ROLLOUT_PERCENTAGE"):
+        if env(name).strip() and envint(name, 0) != overlay[name]:
+            raise ImproperEnvironment(
+                f"{name}={env(name)} conflicts with WEBHOOK_DEPLOYMENT_PHASE={phase} (which sets "
+                f"{overlay[name]}): unset {name} or WEBHOOK_DEPLOYMENT_PHASE")
+    if not envbool("WEBHOOKS_ENABLED", True):
+        overlay["WEBHOOKS_ENABLED"] = False
+    namespace.update(overlay)
+    namespace["WEBHOOK_DEPLOYMENT_PHASE"] = phase
 
 
 WEBHOOK_DEPLOYMENT_PHASE = 0

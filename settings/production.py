@@ -82,7 +82,7 @@ LOGGING["handlers"]["webhook_errors_file"] = {
 }
 LOGGING["loggers"]["apps"] = {
     "handlers": ["console", "webhooks_file", "webhook_errors_file"],
-    "level": env("LOG_LEVEL", "INFO"),
+    "level": LOGGING["root"]["level"],
     "propagate": False,
 }
 

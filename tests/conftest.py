@@ -34,9 +34,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.fixture(autouse=True)
 def _clear_cache() -> Iterator[None]:
+    """Forget what earlier tests cached: only the keys under the test settings' KEY_PREFIX.
+
+    ``cache.clear()`` would FLUSHDB the whole Redis database REDIS_URL names, which may be
+    shared with a running service; the test keys carry their own prefix instead.
+    """
     from django.core.cache import cache
 
-    cache.clear()
+    if hasattr(cache, "delete_pattern"):
+        cache.delete_pattern("*")
+    else:
+        cache.clear()  # a per-process cache (locmem) holds nothing but this run's keys
     yield
 
 

@@ -33,9 +33,10 @@ class CheckRun:
                 "alerts_sent": self.alerting.lines() if self.alerting else None}
 
 
-def run_health_check(send_alerts: bool) -> CheckRun:
+def run_health_check(send_alerts: bool, act: bool = False) -> CheckRun:
+    """Measure and record; ``act`` runs the automatic responses, ``send_alerts`` delivers."""
     health = get_system_health()
-    responses = respond(health)
+    responses = respond(health, act=act)
     alerting = AlertManager().process(health) if send_alerts else None
     _record(health)
     return CheckRun(health, responses, alerting)

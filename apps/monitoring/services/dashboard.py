@@ -66,17 +66,24 @@ def performance_trends(now: datetime | None = None) -> dict:
         finished = row["ok"] + row["failed"]
         return round(100.0 * row["ok"] / finished, 1) if finished else None
 
+    success_rate = series(notes, rate)
+    processing_time = series(notes, lambda r: _round(r["avg_ms"]))
+    subscription_count = series(snapshots, lambda r: r[1])
     return {
         "hours": [s.isoformat() for s in slots],
+        # The first dashboard document's names, kept for clients written against it.
+        "success_rate_24h": success_rate,
+        "processing_time_24h": processing_time,
+        "subscription_count_24h": subscription_count,
         "notifications": series(notes, lambda r: r["total"], 0),
         "failed_notifications": series(notes, lambda r: r["failed"], 0),
-        "success_rate": series(notes, rate),
-        "average_processing_time_ms": series(notes, lambda r: _round(r["avg_ms"])),
+        "success_rate": success_rate,
+        "average_processing_time_ms": processing_time,
         "api_calls": series(calls, lambda r: r["total"], 0),
         "api_errors": series(calls, lambda r: r["errors"], 0),
         "average_api_response_time_ms": series(calls, lambda r: _round(r["avg_ms"])),
         "active_subscriptions": series(snapshots, lambda r: r[0]),
-        "total_subscriptions": series(snapshots, lambda r: r[1]),
+        "total_subscriptions": subscription_count,
         "failed_subscriptions": series(snapshots, lambda r: r[2]),
     }
 

@@ -5,10 +5,13 @@ Pure functions of the collected figures and ``settings.HEALTH_THRESHOLDS``:
 | status   | any of                                                                          |
 |----------|---------------------------------------------------------------------------------|
 | critical | database down; subscription health < 80 %; success < 90 %; > 20 notifications   |
-|          | pending over 5 min; > 10 failed subscriptions; no live worker while some wait   |
+|          | pending over 5 min; > 10 failing subscriptions; no live worker while some wait  |
 | degraded | subscription health 80-94 %; success 90-94 %; 6-20 old pending; 6-10 failed     |
-|          | subscriptions; cache down                                                       |
+|          | failing subscriptions; cache down; kill switch off; rollout settings conflict   |
 | healthy  | none of the above                                                               |
+
+A failing subscription is failed, suspended, or any other non-stopped one with 5+ consecutive
+failures (``SubscriptionQuerySet.failing``).
 
 Every alert has a stable key (the incident key). Some alerts need a human without making the
 service unhealthy (accounts to re-authorize, provider errors, disk): ``affects_status`` False.
@@ -58,6 +61,7 @@ def evaluate(metrics: dict, t: dict) -> tuple[str, list[dict]]:
     alerts += _subscription_alerts(metrics["subscriptions"], t)
     alerts += _notification_alerts(metrics["notifications"], t)
     alerts += _operational_alerts(metrics, t)
+    alerts += _rollout_alerts(metrics.get("rollout") or {})
     status = "healthy"
     for alert in alerts:
         candidate = STATUS_FOR_LEVEL[alert["level"]] if alert["affects_status"] else "healthy"
@@ -79,8 +83,13 @@ def _subscription_alerts(subs: dict, t: dict) -> list[dict]:
     level = _count_band(failed, t["failed_subscriptions_degraded"],
                         t["failed_subscriptions_critical"])
     if level:
-        alerts.append(_alert("failed_subscriptions", level, f"{failed} failed subscriptions",
-                             f"{failed} push subscriptions are in the failed state.", failed))
+        by_status = subs.get("by_status", {})
+        alerts.append(_alert(
+            "failed_subscriptions", level, f"{failed} failed subscriptions",
+            f"{failed} push subscriptions are failing ({by_status.get('failed', 0)} failed, "
+            f"{by_status.get('suspended', 0)} suspended, "
+            f"{subs.get('failing_active_subscriptions', 0)} active with repeated failures).",
+            failed))
     return alerts
 
 
@@ -141,6 +150,30 @@ def _operational_alerts(metrics: dict, t: dict) -> list[dict]:
     return alerts
 
 
+def _rollout_alerts(rollout: dict) -> list[dict]:
+    """Push left off by hand, or rollout settings that say two different things."""
+    alerts = []
+    if rollout.get("kill_switch") == "off":
+        at = rollout.get("kill_switch_changed_at")
+        when = f" at {at[:16].replace('T', ' ')} UTC" if at else ""
+        alerts.append(_alert(
+            "kill_switch_off", WARNING, "Push notifications switched off",
+            f"The runtime kill switch is off (set by {rollout.get('kill_switch_changed_by') or '?'}"
+            f"{when}): every calendar is polled instead of pushed.", "off"))
+    phase = rollout.get("deployment_phase")
+    if phase and not rollout.get("webhooks_enabled_setting"):
+        alerts.append(_alert(
+            "rollout_phase_mismatch", WARNING, f"Phase {phase} set but WEBHOOKS_ENABLED=false",
+            f"WEBHOOK_DEPLOYMENT_PHASE={phase} asks for push, WEBHOOKS_ENABLED=false turns it "
+            f"off; the off setting wins, so no calendar is on push.", phase))
+    elif phase == 2 and not rollout.get("early_adopters"):
+        alerts.append(_alert(
+            "rollout_phase_mismatch", WARNING, "Phase 2 without early adopters",
+            "WEBHOOK_DEPLOYMENT_PHASE=2 puts only WEBHOOK_EARLY_ADOPTERS on push, and that "
+            "list is empty: no calendar is on push.", phase))
+    return alerts
+
+
 RECOMMENDATIONS = {
     "database_down": "Check the database server and the connection settings; the receivers "
                      "answer 503 until it is back.",
@@ -158,6 +191,10 @@ RECOMMENDATIONS = {
     "provider_api_errors": "Check the provider's status page and the API error kinds.",
     "disk_space_low": "Free disk space (logs, old notifications: cleanup_webhook_data).",
     "memory_low": "Check the processes' memory use.",
+    "kill_switch_off": "If the reason for switching push off is over, run "
+                       "`manage.py webhooks_switch on`.",
+    "rollout_phase_mismatch": "Make WEBHOOK_DEPLOYMENT_PHASE, WEBHOOKS_ENABLED and "
+                              "WEBHOOK_EARLY_ADOPTERS agree in .env, then restart.",
 }
 
 
