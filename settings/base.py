@@ -22,6 +22,8 @@ from settings.env import (
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env("VAR_DIR", str(BASE_DIR / "var")))
 
+# True only in settings.production: deployment validation is strict there.
+PRODUCTION = False
 SECRET_KEY = env("SECRET_KEY", "insecure-development-key-never-use-in-production")
 DEBUG = envbool("DEBUG", False)
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
