@@ -208,7 +208,17 @@ MS_OAUTH_SCOPES = envlist(
 OAUTH_REDIRECT_BASE_URL = env("OAUTH_REDIRECT_BASE_URL", "").rstrip("/")
 
 # --- Monitoring and alerting ---------------------------------------------------------------
-WEBHOOK_ALERT_CHANNELS = envlist("WEBHOOK_ALERT_CHANNELS", [])  # email,slack,webhook,pagerduty
+# The channel names apps/monitoring/channels implements; a typo must stop start-up, not
+# silently drop that channel's alerts.
+ALERT_CHANNEL_NAMES = ("email", "slack", "webhook", "pagerduty")
+WEBHOOK_ALERT_CHANNELS = [c.lower() for c in envlist("WEBHOOK_ALERT_CHANNELS", [])]
+if set(WEBHOOK_ALERT_CHANNELS) - set(ALERT_CHANNEL_NAMES):
+    raise ImproperEnvironment(
+        f"WEBHOOK_ALERT_CHANNELS names unknown channel(s) "
+        f"{', '.join(sorted(set(WEBHOOK_ALERT_CHANNELS) - set(ALERT_CHANNEL_NAMES)))} "
+        f"(known: {', '.join(ALERT_CHANNEL_NAMES)})")
+# Named in every alert with the host, so a page says which deployment is in trouble.
+ALERT_ENVIRONMENT = env("ALERT_ENVIRONMENT", "development")
 WEBHOOK_ALERT_EMAIL_RECIPIENTS = envlist("WEBHOOK_ALERT_EMAIL_RECIPIENTS", [])
 SLACK_WEBHOOK_URL = env("SLACK_WEBHOOK_URL", "")
 EXTERNAL_ALERT_WEBHOOK_URL = env("EXTERNAL_ALERT_WEBHOOK_URL", "")

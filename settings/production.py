@@ -14,6 +14,7 @@ if not FIELD_ENCRYPTION_KEY:
     require("FIELD_ENCRYPTION_KEY")
 DEBUG = False
 PRODUCTION = True
+ALERT_ENVIRONMENT = env("ALERT_ENVIRONMENT", "production")
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["*"])
 
 if env("DATABASE_URL"):

@@ -120,3 +120,9 @@ def test_an_unreachable_cache_is_named_with_its_host():
     assert out.returncode == 1
     assert f"the cache at 127.0.0.1:{port} is unreachable" in out.stderr
     assert "REDIS_URL" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_an_unknown_alert_channel_stops_start_up():
+    out = run("check", WEBHOOK_ALERT_CHANNELS="email,slak")
+    assert out.returncode == 1
+    assert "WEBHOOK_ALERT_CHANNELS names unknown channel(s) slak" in out.stderr

@@ -9,6 +9,7 @@ from django.db import DatabaseError
 
 from apps.monitoring.models import HealthSnapshot
 from apps.monitoring.services import schedule
+from apps.monitoring.services.alert_content import human_duration
 from apps.monitoring.services.alerting import AlertingSummary, AlertManager
 from apps.monitoring.services.health_monitor import get_system_health
 from apps.monitoring.services.responses import ResponseResult, respond
@@ -16,6 +17,8 @@ from apps.monitoring.services.responses import ResponseResult, respond
 log = logging.getLogger(__name__)
 
 EXIT_CODES = {"healthy": 0, "degraded": 1, "critical": 2}
+# Every alert delivery of the run failed: whatever the status, nobody was told.
+EXIT_ALERTS_UNDELIVERED = 4
 
 
 @dataclass
@@ -26,6 +29,8 @@ class CheckRun:
 
     @property
     def exit_code(self) -> int:
+        if self.alerting and self.alerting.all_failed:
+            return EXIT_ALERTS_UNDELIVERED
         return EXIT_CODES[self.health["status"]]
 
     def as_dict(self) -> dict:
@@ -38,6 +43,9 @@ def run_health_check(send_alerts: bool, act: bool = False) -> CheckRun:
     health = get_system_health()
     responses = respond(health, act=act)
     alerting = AlertManager().process(health) if send_alerts else None
+    if alerting is not None:
+        # Kept with the snapshot: the dashboard shows a run whose every delivery failed.
+        health = {**health, "alert_delivery": alerting.as_record()}
     _record(health)
     return CheckRun(health, responses, alerting)
 
@@ -82,7 +90,7 @@ def format_summary(run: CheckRun) -> str:
             f"Pending notifications: {notes['pending_notifications']} "
             f"({notes['old_pending_notifications']} waiting over 5 min)",
             f"Workers alive: {infra['workers_alive']} (last heartbeat "
-            f"{'never' if age is None else f'{age} s ago'})",
+            f"{'never' if age is None else f'{human_duration(age)} ago'})",
         ]
     else:
         lines.append("Database: UNREACHABLE")
@@ -92,6 +100,9 @@ def format_summary(run: CheckRun) -> str:
         ("Automatic responses", run.responses.actions + run.responses.errors),
         ("Alerts sent", run.alerting.lines() if run.alerting else []),
     ]
+    if run.alerting and run.alerting.all_failed:
+        lines.append(f"ALERT DELIVERY FAILED: all {len(run.alerting.sent)} deliveries failed; "
+                     "run `manage.py send_test_alert` to check the channels.")
     for title, items in sections:
         if items:
             lines.append(f"{title}:")

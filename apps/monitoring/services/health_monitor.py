@@ -232,13 +232,16 @@ class HealthMonitor:
         from apps.webhooks.models import WorkerHeartbeat
 
         fresh_after = self.now - timedelta(seconds=settings.WORKER_HEARTBEAT_STALE_SECONDS)
-        agg = WorkerHeartbeat.objects.filter(stopped_at__isnull=True).aggregate(
-            latest=Max("last_seen_at"),
-            alive=Count("id", filter=Q(last_seen_at__gte=fresh_after)),
+        agg = WorkerHeartbeat.objects.aggregate(
+            latest=Max("last_seen_at", filter=Q(stopped_at__isnull=True)),
+            alive=Count("id", filter=Q(stopped_at__isnull=True, last_seen_at__gte=fresh_after)),
+            # A worker that shut down cleanly: "stopped at 13:05", not "never seen".
+            stopped=Max("stopped_at"),
         )
         return {
             "workers_alive": agg["alive"],
             "worker_heartbeat_age_seconds": _age(self.now, agg["latest"]),
+            "last_worker_stopped_at": agg["stopped"].isoformat() if agg["stopped"] else None,
         }
 
     # --- host figures (no database) ------------------------------------------------------

@@ -21,6 +21,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from apps.monitoring.services.alert_content import clock, human_duration
+
 WARNING, CRITICAL = "warning", "critical"
 STATUS_FOR_LEVEL = {WARNING: "degraded", CRITICAL: "critical"}
 STATUS_RANK = {"healthy": 0, "degraded": 1, "critical": 2}
@@ -62,6 +67,7 @@ def evaluate(metrics: dict, t: dict) -> tuple[str, list[dict]]:
     alerts += _notification_alerts(metrics["notifications"], t)
     alerts += _operational_alerts(metrics, t)
     alerts += _rollout_alerts(metrics.get("rollout") or {})
+    alerts = merge_related(alerts)
     status = "healthy"
     for alert in alerts:
         candidate = STATUS_FOR_LEVEL[alert["level"]] if alert["affects_status"] else "healthy"
@@ -110,7 +116,8 @@ def _notification_alerts(notes: dict, t: dict) -> list[dict]:
         minutes = t["old_pending_age_seconds"] // 60
         alerts.append(_alert(
             "notification_backlog", level, f"{old} notifications waiting over {minutes} min",
-            f"Oldest waiting notification: {notes['oldest_pending_age_seconds']} s.", old))
+            f"Oldest waiting notification: "
+            f"{human_duration(notes['oldest_pending_age_seconds'])}.", old))
     return alerts
 
 
@@ -120,13 +127,11 @@ def _operational_alerts(metrics: dict, t: dict) -> list[dict]:
     alerts = []
     if infra["workers_alive"] == 0:
         waiting = notes["pending_notifications"]
-        age = infra["worker_heartbeat_age_seconds"]
-        seen = "never" if age is None else f"{age} s ago"
         # Nobody is waiting yet: a warning; notifications piling up unprocessed: critical.
         alerts.append(_alert(
             "worker_stale", CRITICAL if waiting else WARNING, "No live notification worker",
-            f"Last worker heartbeat: {seen}; {waiting} notifications waiting.", age,
-            affects_status=bool(waiting)))
+            f"{_last_worker_seen(infra)}; {waiting} notifications waiting.",
+            infra["worker_heartbeat_age_seconds"], affects_status=bool(waiting)))
     reauth = calendars["accounts_reauth_required"]
     if reauth:
         alerts.append(_alert(
@@ -148,6 +153,32 @@ def _operational_alerts(metrics: dict, t: dict) -> list[dict]:
                              f"Available fraction: {infra['memory_available_fraction']}.",
                              infra["memory_available_fraction"], affects_status=False))
     return alerts
+
+
+def _last_worker_seen(infra: dict) -> str:
+    age = infra["worker_heartbeat_age_seconds"]
+    stopped = parse_datetime(infra.get("last_worker_stopped_at") or "")
+    # Whichever happened last: a clean stop, or the last heartbeat of a worker that vanished.
+    if stopped is not None and (age is None
+                                or (timezone.now() - stopped).total_seconds() <= age):
+        return f"The last worker stopped at {clock(stopped)} UTC"
+    if age is not None:
+        return f"Last worker heartbeat {human_duration(age)} ago"
+    return "No worker has ever started"
+
+
+def merge_related(alerts: list[dict]) -> list[dict]:
+    """Conditions with one cause are one incident: a backlog growing while no worker lives is
+    the dead worker's consequence, so it joins the worker's alert instead of paging again."""
+    keys = {a["key"]: a for a in alerts}
+    worker, backlog = keys.get("worker_stale"), keys.get("notification_backlog")
+    if not (worker and backlog):
+        return alerts
+    merged = {**worker, "message": f"{worker['message']} {backlog['title']}: "
+                                   f"{backlog['message']}",
+              "level": CRITICAL if CRITICAL in (worker["level"], backlog["level"]) else WARNING,
+              "affects_status": True, "related": ["notification_backlog"]}
+    return [merged if a is worker else a for a in alerts if a is not backlog]
 
 
 def _rollout_alerts(rollout: dict) -> list[dict]:

@@ -18,7 +18,8 @@ from apps.monitoring.services.checks import format_summary, run_health_check
 log = logging.getLogger(__name__)
 
 EPILOG = ("exit status: 0 healthy, 1 degraded, 2 critical, 3 the check itself could not run "
-          "(settings, or an error inside the check); --if-due when not due: 0")
+          "(settings, or an error inside the check), 4 every alert delivery of the run failed; "
+          "--if-due when not due: 0")
 
 
 class Command(BaseCommand):
