@@ -43,13 +43,18 @@ def where() -> dict:
     return {"environment": settings.ALERT_ENVIRONMENT, "host": socket.gethostname()}
 
 
-def admin_url(obj) -> str:
+def admin_path(obj) -> str:
+    """The object's change page in the admin ('' when its model is not in the admin)."""
     meta = obj._meta
     try:
-        path = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk])
+        return reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk])
     except NoReverseMatch:
         return ""
-    return f"{settings.WEBHOOK_BASE_URL}{path}"
+
+
+def admin_url(obj) -> str:
+    path = admin_path(obj)
+    return f"{settings.WEBHOOK_BASE_URL}{path}" if path else ""
 
 
 def _item(name: str, obj) -> dict:

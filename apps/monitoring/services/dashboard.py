@@ -1,5 +1,5 @@
 """The dashboard document: recent activity, 24 h hourly series, subscription distribution,
-and the page's lists (open incidents, subscriptions expiring soon, slowest calendars).
+and the page's lists (subscriptions expiring soon, slowest calendars).
 
 Everything is read from recorded rows; an hour with no data is ``None`` in a rate or average
 series and 0 in a count series, so charts show gaps instead of invented values.
@@ -108,11 +108,6 @@ def _incident(incident: Incident) -> dict:
             "message": incident.message, "opened_at": incident.opened_at,
             "last_notified_at": incident.last_notified_at,
             "resolved_at": incident.resolved_at}
-
-
-def open_incidents() -> list[dict]:
-    rows = Incident.objects.filter(resolved_at__isnull=True).order_by("-level", "opened_at")
-    return [_incident(i) for i in rows]
 
 
 def recent_activity(now: datetime | None = None) -> dict:
