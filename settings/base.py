@@ -7,6 +7,7 @@ runs (``settings.X`` at call time), never at import, so ``override_settings`` wo
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from settings.env import (
@@ -45,6 +46,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Webhook receivers stop here: they need none of the browser middleware below.
     "apps.webhooks.middleware.ReceiverFastPathMiddleware",
+    # /static/ from gunicorn itself (make run, a container without nginx in front).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -77,6 +80,10 @@ USE_I18N = False
 USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = env("STATIC_ROOT", str(BASE_DIR / "staticfiles"))
+# Without collectstatic (make run, tests) the files come straight from the apps' folders.
+WHITENOISE_USE_FINDERS = envbool("WHITENOISE_USE_FINDERS", True)
+# ... and STATIC_ROOT not existing there is expected, not worth a warning at every start.
+warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
 LOGIN_URL = "/admin/login/"
 
 # --- Secrets at rest -----------------------------------------------------------------------

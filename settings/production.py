@@ -14,6 +14,12 @@ if not FIELD_ENCRYPTION_KEY:
     require("FIELD_ENCRYPTION_KEY")
 DEBUG = False
 PRODUCTION = True
+# Files collected into the image at build time (Dockerfile), compressed, with hashed names.
+WHITENOISE_USE_FINDERS = envbool("WHITENOISE_USE_FINDERS", False)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 ALERT_ENVIRONMENT = env("ALERT_ENVIRONMENT", "production")
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["*"])
 
