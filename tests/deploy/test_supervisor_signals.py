@@ -16,6 +16,7 @@ from .test_devrun import _alive
 # A supervisor with two long-running children, as devrun starts them.
 SUPERVISOR = """
 import sys, time
+from pathlib import Path
 from calendar_sync.supervisor import ProcessGroup, Stopped, stop_on_signals
 stop_on_signals()
 group = ProcessGroup(Path('.'), None)
