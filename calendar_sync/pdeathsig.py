@@ -33,6 +33,10 @@ def main(argv: list[str]) -> None:
     die_with_parent()
     if os.getppid() != parent:  # the parent died before the request took effect
         sys.exit(1)
+    # Python ignores these; an exec'd program must get the defaults back (as Popen does).
+    for name in ("SIGPIPE", "SIGXFSZ"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
     os.execvp(command[0], command)
 
 

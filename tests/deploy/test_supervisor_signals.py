@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -33,12 +34,25 @@ finally:
 """
 
 
+def _running_their_command(pids: list[int]) -> bool:
+    """Past the launcher: each child now runs its own program."""
+    try:
+        return all(b"pdeathsig" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+                   for pid in pids)
+    except OSError:
+        return False
+
+
 def _start() -> tuple[subprocess.Popen, list[int]]:
     proc = subprocess.Popen([sys.executable, "-c", SUPERVISOR], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     for line in proc.stdout:
         if line.startswith("READY"):
-            return proc, [int(p) for p in line.split()[1:]]
+            children = [int(p) for p in line.split()[1:]]
+            deadline = time.monotonic() + 10
+            while not _running_their_command(children) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return proc, children
     raise AssertionError(f"supervisor did not start: {proc.wait()}")
 
 
