@@ -9,8 +9,12 @@ variable or the host and what to do, with a non-zero exit. ``--traceback`` or ``
 from __future__ import annotations
 
 import os
+import re
+import stat
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TextIO
 from urllib.parse import urlparse
 
 # Commands whose documented exit status for "could not run at all" is not 1.
@@ -70,9 +74,49 @@ def explain(exc: BaseException) -> str | None:
     return None
 
 
+class TimestampedLines:
+    """A text stream that starts each line with the UTC time (lines that already start with
+    a date, such as log records, are left alone)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.at_line_start = True
+
+    def write(self, text: str) -> int:
+        out = []
+        for piece in text.splitlines(keepends=True):
+            if self.at_line_start and not _DATED.match(piece):
+                stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                out.append(f"{stamp} ")
+            out.append(piece)
+            self.at_line_start = piece.endswith("\n")
+        self.stream.write("".join(out))
+        return len(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
+_DATED = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d")
+
+
+def stamp_output_into_files() -> None:
+    """Output appended to a file (cron's and run_scheduler's ``>> cron.log``) gets a time on
+    every line; a terminal or a pipe gets the plain text."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        try:
+            regular = stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if regular:
+            setattr(sys, name, TimestampedLines(stream))
+
+
 def run_manage(argv: list[str]) -> None:
     from django.core.management import execute_from_command_line
 
+    stamp_output_into_files()
     if wants_traceback(argv):
         execute_from_command_line(argv)
         return
