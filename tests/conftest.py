@@ -32,9 +32,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit("required services unreachable: " + ", ".join(missing), returncode=3)
 
 
-@pytest.fixture(autouse=True)
-def _clear_cache() -> Iterator[None]:
-    """Forget what earlier tests cached: only the keys under the test settings' KEY_PREFIX.
+def forget_test_cache_keys() -> None:
+    """Delete only the keys under the test settings' KEY_PREFIX.
 
     ``cache.clear()`` would FLUSHDB the whole Redis database REDIS_URL names, which may be
     shared with a running service; the test keys carry their own prefix instead.
@@ -42,9 +41,15 @@ def _clear_cache() -> Iterator[None]:
     from django.core.cache import cache
 
     if hasattr(cache, "delete_pattern"):
-        cache.delete_pattern("*")
+        cache.delete_pattern("*")  # django-redis prefixes the pattern with KEY_PREFIX
     else:
         cache.clear()  # a per-process cache (locmem) holds nothing but this run's keys
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> Iterator[None]:
+    """Forget what earlier tests cached."""
+    forget_test_cache_keys()
     yield
 
 
