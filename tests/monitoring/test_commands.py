@@ -51,7 +51,7 @@ def test_a_degraded_system_exits_1_and_checks_every_two_minutes(live_worker, cal
     sub = make_subscriptions(calendar, 1)[0]
     make_notifications(sub, 93)
     make_notifications(sub, 7, status="failed")
-    code, out, _ = command("webhook_health_check")
+    code, out, _ = command("webhook_health_check", "--respond")
     assert code == 1
     assert "[warning] Notification success rate at 93.0%" in out
     assert "health checks every 120 s" in out

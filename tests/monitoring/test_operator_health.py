@@ -3,10 +3,16 @@ settings that contradict each other; the dashboard keeps the first document's se
 
 from __future__ import annotations
 
-import pytest
+from io import StringIO
 
+import pytest
+from django.core.management import call_command
+
+from apps.calendars.models import Calendar
+from apps.monitoring.services import schedule
 from apps.monitoring.services.dashboard import performance_trends
 from apps.monitoring.services.health_monitor import get_system_health
+from apps.webhooks.models import WebhookSubscription
 from apps.webhooks.services.flags import set_runtime_switch
 from tests.monitoring.conftest import make_calendar, make_subscriptions
 
@@ -74,10 +80,6 @@ def test_the_first_dashboard_series_names_are_kept_with_24_hourly_points():
 
 
 def test_switch_status_shows_the_phase_and_which_setting_wins(settings):
-    from io import StringIO
-
-    from django.core.management import call_command
-
     settings.WEBHOOK_DEPLOYMENT_PHASE = 3
     settings.WEBHOOKS_ENABLED = False
     out = StringIO()
@@ -85,3 +87,16 @@ def test_switch_status_shows_the_phase_and_which_setting_wins(settings):
     assert "webhooks OFF" in out.getvalue()
     assert "rollout: phase 3" in out.getvalue()
     assert "WEBHOOKS_ENABLED=false overrides phase 3" in out.getvalue()
+
+
+def test_a_plain_check_changes_nothing_but_reports(live_worker):
+    calendar = make_calendar()
+    make_subscriptions(calendar, 11, status="failed", failure_count=12)
+    out = StringIO()
+    with pytest.raises(SystemExit) as exit_:
+        call_command("webhook_health_check", stdout=out)
+    assert exit_.value.code == 2
+    assert "observed only" in out.getvalue()
+    assert not WebhookSubscription.objects.filter(status="suspended").exists()
+    assert not Calendar.objects.filter(fallback_polling_enabled=True).exists()
+    assert schedule.state()["last_run_at"] is None  # cron's next check is not postponed

@@ -38,19 +38,28 @@ class CheckRun:
                 "alerts_sent": self.alerting.lines() if self.alerting else None}
 
 
-def run_health_check(send_alerts: bool, act: bool = False) -> CheckRun:
-    """Measure and record; ``act`` runs the automatic responses, ``send_alerts`` delivers."""
+def run_health_check(send_alerts: bool, act: bool = False,
+                     scheduled: bool = True) -> CheckRun:
+    """Measure and record; ``act`` runs the automatic responses, ``send_alerts`` delivers.
+
+    A run that is not ``scheduled`` (an operator looking) leaves the check's schedule alone:
+    otherwise it would postpone cron's next check, the one that responds and alerts.
+    """
     health = get_system_health()
-    responses = respond(health, act=act)
+    if act or scheduled:
+        responses = respond(health, act=act)
+    else:
+        responses = ResponseResult(health["status"], actions=[
+            "observed only: no automatic response, schedule untouched (--respond acts)"])
     alerting = AlertManager().process(health) if send_alerts else None
     if alerting is not None:
         # Kept with the snapshot: the dashboard shows a run whose every delivery failed.
         health = {**health, "alert_delivery": alerting.as_record()}
-    _record(health)
+    _record(health, mark_schedule=act or scheduled or send_alerts)
     return CheckRun(health, responses, alerting)
 
 
-def _record(health: dict) -> None:
+def _record(health: dict, mark_schedule: bool = True) -> None:
     if not health["metrics"]["infrastructure"]["database_healthy"]:
         return
     subs, notes = health["metrics"]["subscriptions"], health["metrics"]["notifications"]
@@ -64,7 +73,8 @@ def _record(health: dict) -> None:
             pending_notifications=notes["pending_notifications"],
             document=health,
         )
-        schedule.mark_run(health["status"])
+        if mark_schedule:
+            schedule.mark_run(health["status"])
     except DatabaseError:
         log.warning("could not store the health snapshot")
 

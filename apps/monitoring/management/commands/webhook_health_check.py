@@ -46,7 +46,8 @@ class Command(BaseCommand):
                 self.stdout.write(f"Not due: {reason}")
                 return
         try:
-            run = run_health_check(send_alerts=options["send_alerts"], act=options["respond"])
+            run = run_health_check(send_alerts=options["send_alerts"], act=options["respond"],
+                                   scheduled=options["if_due"])
         except Exception as exc:
             if options["traceback"] or options["verbosity"] >= 3:
                 raise
