@@ -138,3 +138,15 @@ def test_a_check_whose_every_delivery_failed_exits_4_and_is_recorded(all_channel
     assert "ALERT DELIVERY FAILED" in out
     record = HealthSnapshot.objects.get().document["alert_delivery"]
     assert record["all_failed"] and record["failed"] == record["deliveries"] >= 1
+
+
+def test_the_summary_and_the_dashboard_say_when_the_worker_stopped(client, staff_user):
+    with time_machine.travel(T0, tick=False):
+        row = beat(at=T0 - timedelta(minutes=40))
+        row.stopped_at = T0 - timedelta(minutes=40)
+        row.save()
+        code, out, _ = command("webhook_health_check")
+        client.force_login(staff_user)
+        page = client.get("/webhooks/monitoring/").content.decode()
+    assert "Workers alive: 0 (The last worker stopped at 13:05 UTC)" in out
+    assert "live workers · The last worker stopped at 13:05 UTC" in page

@@ -12,6 +12,7 @@ from apps.monitoring.services import schedule
 from apps.monitoring.services.alert_content import human_duration
 from apps.monitoring.services.alerting import AlertingSummary, AlertManager
 from apps.monitoring.services.health_monitor import get_system_health
+from apps.monitoring.services.health_rules import last_worker_seen
 from apps.monitoring.services.responses import ResponseResult, respond
 
 log = logging.getLogger(__name__)
@@ -99,8 +100,9 @@ def format_summary(run: CheckRun) -> str:
             f"{notes['failed_notifications_24h']} failed)",
             f"Pending notifications: {notes['pending_notifications']} "
             f"({notes['old_pending_notifications']} waiting over 5 min)",
-            f"Workers alive: {infra['workers_alive']} (last heartbeat "
-            f"{'never' if age is None else f'{human_duration(age)} ago'})",
+            f"Workers alive: {infra['workers_alive']}" + (
+                f" (last heartbeat {human_duration(age)} ago)" if infra["workers_alive"]
+                else f" ({last_worker_seen(infra)})"),
         ]
     else:
         lines.append("Database: UNREACHABLE")

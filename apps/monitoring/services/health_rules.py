@@ -130,7 +130,7 @@ def _operational_alerts(metrics: dict, t: dict) -> list[dict]:
         # Nobody is waiting yet: a warning; notifications piling up unprocessed: critical.
         alerts.append(_alert(
             "worker_stale", CRITICAL if waiting else WARNING, "No live notification worker",
-            f"{_last_worker_seen(infra)}; {waiting} notifications waiting.",
+            f"{last_worker_seen(infra)}; {waiting} notifications waiting.",
             infra["worker_heartbeat_age_seconds"], affects_status=bool(waiting)))
     reauth = calendars["accounts_reauth_required"]
     if reauth:
@@ -155,7 +155,7 @@ def _operational_alerts(metrics: dict, t: dict) -> list[dict]:
     return alerts
 
 
-def _last_worker_seen(infra: dict) -> str:
+def last_worker_seen(infra: dict) -> str:
     age = infra["worker_heartbeat_age_seconds"]
     stopped = parse_datetime(infra.get("last_worker_stopped_at") or "")
     # Whichever happened last: a clean stop, or the last heartbeat of a worker that vanished.
