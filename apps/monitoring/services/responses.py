@@ -55,7 +55,8 @@ def respond(health: dict, act: bool = True) -> ResponseResult:
     steps = {"critical": CRITICAL_STEPS, "degraded": DEGRADED_STEPS}.get(status, HEALTHY_STEPS)
     steps = (forget_overridden_fallbacks, *steps)
     if not act:
-        skipped = [s.__name__ for s in steps if s not in CADENCE_STEPS and s is not warn_degraded]
+        skipped = [s.__name__.replace("_", " ") for s in steps
+                   if s not in CADENCE_STEPS and s is not warn_degraded]
         steps = tuple(s for s in steps if s in CADENCE_STEPS)
         if skipped and status != "healthy":
             result.actions.append(f"not run without --respond: {', '.join(skipped)}")
