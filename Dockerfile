@@ -31,7 +31,11 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 COPY . .
+# Static files in the image, so every app container serves them (WhiteNoise) with or without
+# nginx; the build-time secrets exist only for this command.
 RUN mkdir -p /app/logs /app/var /app/staticfiles \
+    && SECRET_KEY=collectstatic-only FIELD_ENCRYPTION_KEY=collectstatic-only \
+       python manage.py collectstatic --noinput -v 0 \
     && chown app:app /app/logs /app/var /app/staticfiles
 
 USER app

@@ -2,19 +2,34 @@
 
 import multiprocessing
 import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.development")
+
+from calendar_sync.startup import check_settings_or_exit  # noqa: E402
+from settings.env import ImproperEnvironment, envint  # noqa: E402
+
+try:
+    workers = envint("GUNICORN_WORKERS", min(4, multiprocessing.cpu_count() * 2), minimum=1)
+    threads = envint("GUNICORN_THREADS", 4, minimum=1)
+    timeout = envint("GUNICORN_TIMEOUT", 30, minimum=0)
+    graceful_timeout = envint("GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=0)
+    keepalive = envint("GUNICORN_KEEPALIVE", 5, minimum=0)
+    max_requests = envint("GUNICORN_MAX_REQUESTS", 10000, minimum=0)
+    max_requests_jitter = envint("GUNICORN_MAX_REQUESTS_JITTER", 1000, minimum=0)
+except ImproperEnvironment as exc:
+    sys.stderr.write(f"gunicorn: configuration error: {exc}\n")
+    sys.exit(1)
+# A bad Django setting stops the master here, in one line, instead of every worker failing
+# to boot with a traceback.
+check_settings_or_exit("gunicorn")
 
 # Loopback unless told otherwise: gunicorn must sit behind nginx, which cuts off slow and
 # stalled clients (gunicorn alone keeps a slowloris connection open for ever). The container
 # image sets GUNICORN_BIND=0.0.0.0:8000 for nginx on the compose network.
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("GUNICORN_WORKERS", min(4, multiprocessing.cpu_count() * 2)))
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 worker_class = "gthread"
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "10000"))
-max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "1000"))
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
 errorlog = "-"
 # %(L)s is the request time in seconds: ack latency is visible in the access log. The path is

@@ -7,9 +7,9 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.development")
-    from django.core.management import execute_from_command_line
+    from calendar_sync.startup import run_manage
 
-    execute_from_command_line(sys.argv)
+    run_manage(sys.argv)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ Migrates the SQLite database, starts the provider sandbox and the web process (g
 the demo accounts, creates a staff login, gives the demo calendars their push channels, then
 starts the worker and the scheduler (the crontab's jobs) and a light stream of calendar
 changes through the sandbox, so notifications arrive, syncs run and the dashboard moves.
-Ctrl-C stops every process it started. Commands that do not exist (yet) are skipped, named.
+Ctrl-C, SIGTERM or SIGHUP stop every process it started (and they stop by themselves if it is
+killed). Commands that do not exist (yet) are skipped, named.
 
 RUN_PORT, SANDBOX_PORT, VAR_DIR and DEMO_TRAFFIC_SECONDS (0 = no demo changes) move it.
 """
@@ -20,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 from calendar_sync.demo_traffic import DemoTraffic
-from calendar_sync.supervisor import ProcessGroup, command_exists, say
+from calendar_sync.supervisor import ProcessGroup, Stopped, command_exists, say, stop_on_signals
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -115,7 +116,7 @@ def _summary(password: str, started: list[str], traffic: DemoTraffic | None) -> 
     if traffic:
         say(f"[run] demo       a calendar change every {traffic.interval:g}s "
             "(DEMO_TRAFFIC_SECONDS=0 turns it off)")
-    say("[run] Ctrl-C stops everything")
+    say("[run] Ctrl-C (or SIGTERM/SIGHUP) stops everything")
     say("[run] ============================================================")
 
 
@@ -143,6 +144,7 @@ def _fresh_metrics_dir() -> None:
 
 
 def main() -> int:
+    stop_on_signals()
     _fresh_metrics_dir()
     _manage("migrate", "--noinput", "-v", "0")
     group = ProcessGroup(ROOT, _env())
@@ -171,8 +173,8 @@ def main() -> int:
             time.sleep(0.5)
         say(f"[run] {dead} exited; stopping the rest")
         return 1
-    except KeyboardInterrupt:
-        say("\n[run] stopping")
+    except (KeyboardInterrupt, Stopped) as stop:
+        say(f"\n[run] stopping ({stop or 'Ctrl-C'})")
         return 0
     finally:
         if traffic:

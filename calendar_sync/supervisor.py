@@ -2,11 +2,15 @@
 
 Each child gets its own session, so a Ctrl-C in the terminal reaches only the supervisor, which
 then stops every child in reverse start order with SIGTERM (the graceful signal of gunicorn,
-the worker and the scheduler), and SIGKILLs what is still alive after a grace period.
+the worker and the scheduler), and SIGKILLs what is still alive after a grace period. SIGTERM
+and SIGHUP (a closed terminal, an IDE's stop button, ``timeout``) stop it the same way; if the
+supervisor itself is killed outright, each child gets SIGTERM from the kernel
+(``calendar_sync.pdeathsig``).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -28,6 +32,20 @@ def command_exists(root: Path, name: str) -> bool:
     return any(root.glob(f"apps/*/management/commands/{name}.py"))
 
 
+class Stopped(Exception):
+    """The supervisor was asked to stop by a signal other than Ctrl-C."""
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP end the supervisor like Ctrl-C: through its clean-up."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Stopped(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
 class ProcessGroup:
     def __init__(self, cwd: Path, env: dict[str, str]) -> None:
         self.cwd = cwd
@@ -36,7 +54,8 @@ class ProcessGroup:
 
     def start(self, name: str, cmd: list[str]) -> subprocess.Popen:
         say(f"[run] starting {name}: {' '.join([Path(cmd[0]).name, *cmd[1:]])}")
-        proc = subprocess.Popen(cmd, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+        guarded = [sys.executable, "-m", "calendar_sync.pdeathsig", str(os.getpid()), *cmd]
+        proc = subprocess.Popen(guarded, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 start_new_session=True, text=True, bufsize=1)
         threading.Thread(target=self._pump, args=(name, proc), daemon=True).start()

@@ -7,14 +7,25 @@ runs (``settings.X`` at call time), never at import, so ``override_settings`` wo
 
 from __future__ import annotations
 
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
-from settings.env import env, envbool, envfloat, envint, envlist
+from settings.env import (
+    ImproperEnvironment,
+    env,
+    envbool,
+    envchoice,
+    envfloat,
+    envint,
+    envlist,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env("VAR_DIR", str(BASE_DIR / "var")))
 
+# True only in settings.production: deployment validation is strict there.
+PRODUCTION = False
 SECRET_KEY = env("SECRET_KEY", "insecure-development-key-never-use-in-production")
 DEBUG = envbool("DEBUG", False)
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
@@ -37,6 +48,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Webhook receivers stop here: they need none of the browser middleware below.
     "apps.webhooks.middleware.ReceiverFastPathMiddleware",
+    # /static/ from gunicorn itself (make run, a container without nginx in front).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -93,6 +106,10 @@ USE_I18N = False
 USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = env("STATIC_ROOT", str(BASE_DIR / "staticfiles"))
+# Without collectstatic (make run, tests) the files come straight from the apps' folders.
+WHITENOISE_USE_FINDERS = envbool("WHITENOISE_USE_FINDERS", True)
+# ... and STATIC_ROOT not existing there is expected, not worth a warning at every start.
+warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
 LOGIN_URL = "/admin/login/"
 
 # --- Secrets at rest -----------------------------------------------------------------------
@@ -234,7 +251,17 @@ MS_OAUTH_SCOPES = envlist(
 OAUTH_REDIRECT_BASE_URL = env("OAUTH_REDIRECT_BASE_URL", "").rstrip("/")
 
 # --- Monitoring and alerting ---------------------------------------------------------------
-WEBHOOK_ALERT_CHANNELS = envlist("WEBHOOK_ALERT_CHANNELS", [])  # email,slack,webhook,pagerduty
+# The channel names apps/monitoring/channels implements; a typo must stop start-up, not
+# silently drop that channel's alerts.
+ALERT_CHANNEL_NAMES = ("email", "slack", "webhook", "pagerduty")
+WEBHOOK_ALERT_CHANNELS = [c.lower() for c in envlist("WEBHOOK_ALERT_CHANNELS", [])]
+if set(WEBHOOK_ALERT_CHANNELS) - set(ALERT_CHANNEL_NAMES):
+    raise ImproperEnvironment(
+        f"WEBHOOK_ALERT_CHANNELS names unknown channel(s) "
+        f"{', '.join(sorted(set(WEBHOOK_ALERT_CHANNELS) - set(ALERT_CHANNEL_NAMES)))} "
+        f"(known: {', '.join(ALERT_CHANNEL_NAMES)})")
+# Named in every alert with the host, so a page says which deployment is in trouble.
+ALERT_ENVIRONMENT = env("ALERT_ENVIRONMENT", "development")
 WEBHOOK_ALERT_EMAIL_RECIPIENTS = envlist("WEBHOOK_ALERT_EMAIL_RECIPIENTS", [])
 SLACK_WEBHOOK_URL = env("SLACK_WEBHOOK_URL", "")
 EXTERNAL_ALERT_WEBHOOK_URL = env("EXTERNAL_ALERT_WEBHOOK_URL", "")
@@ -285,7 +312,7 @@ CLEANUP_BATCH_SIZE = envint("CLEANUP_BATCH_SIZE", 5000, minimum=100)
 
 # --- Logging -------------------------------------------------------------------------------
 LOG_DIR = env("LOG_DIR", str(VAR_DIR / "log"))
-LOG_FORMAT = env("LOG_FORMAT", "text")
+LOG_FORMAT = envchoice("LOG_FORMAT", "text", ("text", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -296,7 +323,8 @@ LOGGING = {
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
     },
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": envchoice(
+        "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), upper=True)},
     "loggers": {
         "django.request": {"level": "ERROR"},
     },
@@ -304,13 +332,27 @@ LOGGING = {
 
 
 def apply_deployment_phase(namespace: dict) -> None:
-    """Overlay ``PHASE_N_SETTINGS`` when ``WEBHOOK_DEPLOYMENT_PHASE=N`` is set."""
-    phase = envint("WEBHOOK_DEPLOYMENT_PHASE", 0, minimum=0, maximum=5)
-    if phase:
-        from settings import deployment_phases
+    """Overlay ``PHASE_N_SETTINGS`` when ``WEBHOOK_DEPLOYMENT_PHASE=N`` is set.
 
-        namespace.update(deployment_phases.phase_settings(phase))
-        namespace["WEBHOOK_DEPLOYMENT_PHASE"] = phase
+    Which wins when both are set: ``WEBHOOKS_ENABLED=false`` always wins (the deploy-time off
+    switch must work whatever the phase says); a rollout percentage set in the environment that
+    differs from the phase's is refused, since nobody can tell which one the operator meant.
+    """
+    phase = envint("WEBHOOK_DEPLOYMENT_PHASE", 0, minimum=0, maximum=5)
+    if not phase:
+        return
+    from settings import deployment_phases
+
+    overlay = deployment_phases.phase_settings(phase)
+    for name in ("WEBHOOK_ROLLOUT_PERCENTAGE", "WEBHOOK_USER_ROLLOUT_PERCENTAGE"):
+        if env(name).strip() and envint(name, 0) != overlay[name]:
+            raise ImproperEnvironment(
+                f"{name}={env(name)} conflicts with WEBHOOK_DEPLOYMENT_PHASE={phase} (which sets "
+                f"{overlay[name]}): unset {name} or WEBHOOK_DEPLOYMENT_PHASE")
+    if not envbool("WEBHOOKS_ENABLED", True):
+        overlay["WEBHOOKS_ENABLED"] = False
+    namespace.update(overlay)
+    namespace["WEBHOOK_DEPLOYMENT_PHASE"] = phase
 
 
 WEBHOOK_DEPLOYMENT_PHASE = 0

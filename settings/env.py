@@ -6,6 +6,7 @@ the variable, not silently fall back to a default that hides the mistake in prod
 
 from __future__ import annotations
 
+import math
 import os
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -49,14 +50,29 @@ def envint(name: str, default: int, minimum: int | None = None, maximum: int | N
     return value
 
 
-def envfloat(name: str, default: float) -> float:
+def envfloat(name: str, default: float, minimum: float | None = 0.0) -> float:
+    """A number; durations, fractions and percentages are never negative (``minimum`` 0)."""
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise ImproperEnvironment(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value) or (minimum is not None and value < minimum):
+        raise ImproperEnvironment(f"{name} must be a number >= {minimum:g}, got {raw!r}")
+    return value
+
+
+def envchoice(name: str, default: str, choices: tuple[str, ...], upper: bool = False) -> str:
+    """One of ``choices`` (compared case-insensitively; returned upper- or lower-case)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    value = raw.upper() if upper else raw.lower()
+    if value not in choices:
+        raise ImproperEnvironment(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
 
 
 def envlist(name: str, default: list[str] | None = None) -> list[str]:

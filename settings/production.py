@@ -13,6 +13,14 @@ FIELD_ENCRYPTION_KEY = envlist("FIELD_ENCRYPTION_KEY", [])
 if not FIELD_ENCRYPTION_KEY:
     require("FIELD_ENCRYPTION_KEY")
 DEBUG = False
+PRODUCTION = True
+# Files collected into the image at build time (Dockerfile), compressed, with hashed names.
+WHITENOISE_USE_FINDERS = envbool("WHITENOISE_USE_FINDERS", False)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+ALERT_ENVIRONMENT = env("ALERT_ENVIRONMENT", "production")
 # No wildcard default: the Host header is attacker-controlled (password-reset links, caches).
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", [])
 if not ALLOWED_HOSTS:
@@ -90,7 +98,7 @@ LOGGING["handlers"]["webhook_errors_file"] = {
 }
 LOGGING["loggers"]["apps"] = {
     "handlers": ["console", "webhooks_file", "webhook_errors_file"],
-    "level": env("LOG_LEVEL", "INFO"),
+    "level": LOGGING["root"]["level"],
     "propagate": False,
 }
 

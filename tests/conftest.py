@@ -44,11 +44,24 @@ def _var_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
-@pytest.fixture(autouse=True)
-def _clear_cache() -> Iterator[None]:
+def forget_test_cache_keys() -> None:
+    """Delete only the keys under the test settings' KEY_PREFIX.
+
+    ``cache.clear()`` would FLUSHDB the whole Redis database REDIS_URL names, which may be
+    shared with a running service; the test keys carry their own prefix instead.
+    """
     from django.core.cache import cache
 
-    cache.clear()
+    if hasattr(cache, "delete_pattern"):
+        cache.delete_pattern("*")  # django-redis prefixes the pattern with KEY_PREFIX
+    else:
+        cache.clear()  # a per-process cache (locmem) holds nothing but this run's keys
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> Iterator[None]:
+    """Forget what earlier tests cached."""
+    forget_test_cache_keys()
     yield
 
 

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET
 
 from apps.monitoring import metrics
 from apps.monitoring.charts import dashboard_charts
-from apps.monitoring.services import dashboard
+from apps.monitoring.services import dashboard, operator_view
 from apps.monitoring.services.health_monitor import get_system_health
 
 # The page loads nothing from anywhere: inline styles and SVG only.
@@ -74,7 +74,7 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
         trends = dashboard.performance_trends()
         context.update(
             charts=dashboard_charts(trends),
-            incidents=dashboard.open_incidents(),
+            ops=operator_view.sections(health_doc),
             distribution=dashboard.subscription_distribution(),
             expiring=dashboard.expiring_soon(),
             slowest=dashboard.slowest_calendars(),

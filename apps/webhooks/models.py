@@ -22,6 +22,20 @@ SUBSCRIPTION_STATUSES = ["pending", "active", "expired", "failed", "suspended", 
 NOTIFICATION_STATUSES = ["pending", "processing", "completed", "failed", "ignored"]
 
 
+# Consecutive failures from which a subscription still nominally working counts as failing.
+FAILING_FAILURE_COUNT = 5
+
+
+class SubscriptionQuerySet(models.QuerySet):
+    # Failed or suspended (suspension is the worst failure there is), or not stopped with
+    # FAILING_FAILURE_COUNT or more consecutive failures: what health counts as failed.
+    FAILING = (Q(status__in=("failed", "suspended"))
+               | (Q(failure_count__gte=FAILING_FAILURE_COUNT) & ~Q(status="stopped")))
+
+    def failing(self) -> SubscriptionQuerySet:
+        return self.filter(self.FAILING)
+
+
 class WebhookSubscription(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -58,6 +72,8 @@ class WebhookSubscription(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
+
+    objects = SubscriptionQuerySet.as_manager()
 
     class Meta:
         constraints = [

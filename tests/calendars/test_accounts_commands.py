@@ -64,6 +64,16 @@ def test_connect_account_refuses_a_revoked_token_and_creates_nothing(sandbox_adm
     assert not CalendarAccount.objects.exists()
 
 
+def test_a_refused_token_leaves_no_user_behind(sandbox_admin, django_user_model):
+    token = sandbox_admin.account("google", "pam@example.com")["refresh_token"]
+    sandbox_admin.faults(revoke=["pam@example.com"])
+    with pytest.raises(CommandError, match="invalid_grant"):
+        _run("connect_account", "--provider", "google", "--email", "pam@example.com",
+             "--refresh-token", token)
+    assert not django_user_model.objects.filter(username="pam@example.com").exists()
+    assert not CalendarAccount.objects.exists()
+
+
 def test_connect_account_names_an_unknown_user(sandbox):
     with pytest.raises(CommandError, match="no user named 'nobody'"):
         _run("connect_account", "--provider", "google", "--email", "a@b.c",

@@ -62,10 +62,10 @@ def test_the_schedule_over_a_week_is_the_promised_one():
                 runs[job.describe()] += 1
         minute += timedelta(minutes=1)
 
-    assert runs["webhook_health_check --if-due --send-alerts"] == 7 * 24 * 60
+    assert runs["webhook_health_check --if-due --respond --send-alerts"] == 7 * 24 * 60
     assert runs["subscription_maintenance"] == 7 * 24 * 2
     assert runs["poll_calendars --once"] >= 7 * 24 * 12  # at least every 5 minutes
-    assert runs["webhook_health_check --send-alerts --json"] == 7  # the daily report
+    assert runs["webhook_health_check --respond --send-alerts --json"] == 7  # the daily report
     assert runs["cleanup_webhook_data --days=30"] == 1  # weekly
 
 

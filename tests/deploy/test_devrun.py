@@ -80,6 +80,8 @@ def test_make_run_brings_up_the_demo_and_ctrl_c_stops_every_process(tmp_path):
             assert login.url.endswith("/admin/"), "the printed login does not work"
             dashboard = browser.get(f"{base}/webhooks/monitoring/dashboard/", timeout=30)
             assert dashboard.status_code == 200
+            assert browser.get(f"{base}/static/admin/css/base.css",
+                               timeout=10).status_code == 200
             assert dashboard.json()["health"]["metrics"]["subscriptions"][
                 "active_subscriptions"] >= 1
         # Only the worker observes processing time: /metrics (gunicorn) must merge its files.

@@ -72,7 +72,7 @@ class World:
             make_notifications(sub, PER_MINUTE, status=status)
         with nullcontext() if self.database_up else database_unreachable():
             try:
-                call_command("webhook_health_check", "--if-due", "--send-alerts",
+                call_command("webhook_health_check", "--if-due", "--respond", "--send-alerts",
                              stdout=StringIO())
             except SystemExit:
                 pass

@@ -39,6 +39,14 @@ from apps.monitoring.channels import AlertMessage, Channel, DeliveryError, confi
 from apps.monitoring.channels.base import LEVEL_RANK, redact
 from apps.monitoring.models import AlertDelivery, Incident
 from apps.monitoring.services import offline_incidents
+from apps.monitoring.services.alert_content import (
+    affected,
+    clock,
+    human_duration,
+    recovered,
+    where,
+)
+from apps.monitoring.services.health_rules import RECOMMENDATIONS
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,15 @@ class AlertingSummary:
     def lines(self) -> list[str]:
         return [f"{event} {key} -> {channel}: {'ok' if ok else 'FAILED'}"
                 for key, event, channel, ok in self.sent]
+
+    @property
+    def all_failed(self) -> bool:
+        """Something had to be said and no channel said it: nobody knows."""
+        return bool(self.sent) and not any(ok for *_, ok in self.sent)
+
+    def as_record(self) -> dict:
+        failed = sum(1 for *_, ok in self.sent if not ok)
+        return {"deliveries": len(self.sent), "failed": failed, "all_failed": self.all_failed}
 
 
 def deliver(channel: Channel, message: AlertMessage, record: Recorder) -> bool:
@@ -83,16 +100,37 @@ def deliver(channel: Channel, message: AlertMessage, record: Recorder) -> bool:
 def build_message(key: str, level: str, event: str, title: str, text: str,
                   opened_at: datetime, now: datetime, details: dict | None = None,
                   clear_since: datetime | None = None) -> AlertMessage:
+    details = {**where(), **(details or {})}
     if event == "resolved":
         cleared = clear_since or now
-        minutes = max(1, round((cleared - opened_at).total_seconds() / 60))
-        text = f"Resolved after {minutes} min: {text}"
+        text = (f"{recovered(key, title)} Resolved after "
+                f"{human_duration((cleared - opened_at).total_seconds())} "
+                f"(opened at {clock(opened_at)} UTC)")
         if cleared < now:  # say why it comes this late: the resolve delay
-            quiet = round((now - cleared).total_seconds() / 60)
-            text = f"{text} (clear for the last {quiet} min)"
+            text = (f"{text}; clear for the last "
+                    f"{human_duration((now - cleared).total_seconds())}")
+        text += "."
+    else:
+        text = _explained(text, details)
+    text = f"{text}\nWhere: {details['environment']} on {details['host']}"
     return AlertMessage(key=key, level=level, event=event, title=title, text=text,
-                        opened_at=opened_at, at=now, details=details or {},
+                        opened_at=opened_at, at=now, details=details,
                         dashboard_url=f"{settings.WEBHOOK_BASE_URL}/webhooks/monitoring/")
+
+
+def _explained(text: str, details: dict) -> str:
+    """The problem, what to do about it, and the objects concerned (with admin links)."""
+    lines = [text]
+    if details.get("recommendation"):
+        lines.append(f"What to do: {details['recommendation']}")
+    concerned = details.get("affected") or {}
+    items = concerned.get("items") or []
+    if items:
+        shown = (f"{len(items)} of {concerned['total']}" if concerned.get("total", 0) > len(items)
+                 else str(len(items)))
+        lines.append(f"Affected ({shown}):")
+        lines += [f"- {i['name']}" + (f" <{i['url']}>" if i.get("url") else "") for i in items]
+    return "\n".join(lines)
 
 
 class AlertManager:
@@ -263,4 +301,10 @@ class AlertManager:
 
 
 def _details(alert: dict) -> dict:
-    return {"value": alert.get("value"), "affects_status": alert.get("affects_status", True)}
+    try:
+        concerned = affected(alert["key"])
+    except DatabaseError:
+        concerned = {"total": 0, "items": []}
+    return {"value": alert.get("value"), "affects_status": alert.get("affects_status", True),
+            "recommendation": RECOMMENDATIONS.get(alert["key"], ""), "affected": concerned,
+            "related": alert.get("related", [])}

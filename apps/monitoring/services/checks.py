@@ -9,13 +9,17 @@ from django.db import DatabaseError
 
 from apps.monitoring.models import HealthSnapshot
 from apps.monitoring.services import schedule
+from apps.monitoring.services.alert_content import human_duration
 from apps.monitoring.services.alerting import AlertingSummary, AlertManager
 from apps.monitoring.services.health_monitor import get_system_health
+from apps.monitoring.services.health_rules import last_worker_seen
 from apps.monitoring.services.responses import ResponseResult, respond
 
 log = logging.getLogger(__name__)
 
 EXIT_CODES = {"healthy": 0, "degraded": 1, "critical": 2}
+# Every alert delivery of the run failed: whatever the status, nobody was told.
+EXIT_ALERTS_UNDELIVERED = 4
 
 
 @dataclass
@@ -26,6 +30,8 @@ class CheckRun:
 
     @property
     def exit_code(self) -> int:
+        if self.alerting and self.alerting.all_failed:
+            return EXIT_ALERTS_UNDELIVERED
         return EXIT_CODES[self.health["status"]]
 
     def as_dict(self) -> dict:
@@ -33,15 +39,28 @@ class CheckRun:
                 "alerts_sent": self.alerting.lines() if self.alerting else None}
 
 
-def run_health_check(send_alerts: bool) -> CheckRun:
+def run_health_check(send_alerts: bool, act: bool = False,
+                     scheduled: bool = True) -> CheckRun:
+    """Measure and record; ``act`` runs the automatic responses, ``send_alerts`` delivers.
+
+    A run that is not ``scheduled`` (an operator looking) leaves the check's schedule alone:
+    otherwise it would postpone cron's next check, the one that responds and alerts.
+    """
     health = get_system_health()
-    responses = respond(health)
+    if act or scheduled:
+        responses = respond(health, act=act)
+    else:
+        responses = ResponseResult(health["status"], actions=[
+            "observed only: no automatic response, schedule untouched (--respond acts)"])
     alerting = AlertManager().process(health) if send_alerts else None
-    _record(health)
+    if alerting is not None:
+        # Kept with the snapshot: the dashboard shows a run whose every delivery failed.
+        health = {**health, "alert_delivery": alerting.as_record()}
+    _record(health, mark_schedule=act or scheduled or send_alerts)
     return CheckRun(health, responses, alerting)
 
 
-def _record(health: dict) -> None:
+def _record(health: dict, mark_schedule: bool = True) -> None:
     if not health["metrics"]["infrastructure"]["database_healthy"]:
         return
     subs, notes = health["metrics"]["subscriptions"], health["metrics"]["notifications"]
@@ -55,7 +74,8 @@ def _record(health: dict) -> None:
             pending_notifications=notes["pending_notifications"],
             document=health,
         )
-        schedule.mark_run(health["status"])
+        if mark_schedule:
+            schedule.mark_run(health["status"])
     except DatabaseError:
         log.warning("could not store the health snapshot")
 
@@ -80,8 +100,9 @@ def format_summary(run: CheckRun) -> str:
             f"{notes['failed_notifications_24h']} failed)",
             f"Pending notifications: {notes['pending_notifications']} "
             f"({notes['old_pending_notifications']} waiting over 5 min)",
-            f"Workers alive: {infra['workers_alive']} (last heartbeat "
-            f"{'never' if age is None else f'{age} s ago'})",
+            f"Workers alive: {infra['workers_alive']}" + (
+                f" (last heartbeat {human_duration(age)} ago)" if infra["workers_alive"]
+                else f" ({last_worker_seen(infra)})"),
         ]
     else:
         lines.append("Database: UNREACHABLE")
@@ -91,6 +112,9 @@ def format_summary(run: CheckRun) -> str:
         ("Automatic responses", run.responses.actions + run.responses.errors),
         ("Alerts sent", run.alerting.lines() if run.alerting else []),
     ]
+    if run.alerting and run.alerting.all_failed:
+        lines.append(f"ALERT DELIVERY FAILED: all {len(run.alerting.sent)} deliveries failed; "
+                     "run `manage.py send_test_alert` to check the channels.")
     for title, items in sections:
         if items:
             lines.append(f"{title}:")

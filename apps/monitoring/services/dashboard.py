@@ -1,5 +1,5 @@
 """The dashboard document: recent activity, 24 h hourly series, subscription distribution,
-and the page's lists (open incidents, subscriptions expiring soon, slowest calendars).
+and the page's lists (subscriptions expiring soon, slowest calendars).
 
 Everything is read from recorded rows; an hour with no data is ``None`` in a rate or average
 series and 0 in a count series, so charts show gaps instead of invented values.
@@ -66,17 +66,24 @@ def performance_trends(now: datetime | None = None) -> dict:
         finished = row["ok"] + row["failed"]
         return round(100.0 * row["ok"] / finished, 1) if finished else None
 
+    success_rate = series(notes, rate)
+    processing_time = series(notes, lambda r: _round(r["avg_ms"]))
+    subscription_count = series(snapshots, lambda r: r[1])
     return {
         "hours": [s.isoformat() for s in slots],
+        # The first dashboard document's names, kept for clients written against it.
+        "success_rate_24h": success_rate,
+        "processing_time_24h": processing_time,
+        "subscription_count_24h": subscription_count,
         "notifications": series(notes, lambda r: r["total"], 0),
         "failed_notifications": series(notes, lambda r: r["failed"], 0),
-        "success_rate": series(notes, rate),
-        "average_processing_time_ms": series(notes, lambda r: _round(r["avg_ms"])),
+        "success_rate": success_rate,
+        "average_processing_time_ms": processing_time,
         "api_calls": series(calls, lambda r: r["total"], 0),
         "api_errors": series(calls, lambda r: r["errors"], 0),
         "average_api_response_time_ms": series(calls, lambda r: _round(r["avg_ms"])),
         "active_subscriptions": series(snapshots, lambda r: r[0]),
-        "total_subscriptions": series(snapshots, lambda r: r[1]),
+        "total_subscriptions": subscription_count,
         "failed_subscriptions": series(snapshots, lambda r: r[2]),
     }
 
@@ -101,11 +108,6 @@ def _incident(incident: Incident) -> dict:
             "message": incident.message, "opened_at": incident.opened_at,
             "last_notified_at": incident.last_notified_at,
             "resolved_at": incident.resolved_at}
-
-
-def open_incidents() -> list[dict]:
-    rows = Incident.objects.filter(resolved_at__isnull=True).order_by("-level", "opened_at")
-    return [_incident(i) for i in rows]
 
 
 def recent_activity(now: datetime | None = None) -> dict:

@@ -56,13 +56,14 @@ class HealthMonitor:
                 "api_performance": self._api_performance(),
                 "calendars": self._calendars(),
                 "infrastructure": {**infrastructure, **self._workers()},
+                "rollout": self._rollout(),
             }
         except DatabaseError as exc:
             # The class only: driver messages can carry host names and user names.
             log.error("health check: database unreachable (%s)", type(exc).__name__)
             infrastructure["database_healthy"] = False
             metrics = {"subscriptions": {}, "notifications": {}, "api_performance": {},
-                       "calendars": {}, "infrastructure": infrastructure}
+                       "calendars": {}, "infrastructure": infrastructure, "rollout": {}}
         status, alerts = evaluate(metrics, self.thresholds)
         return {
             "timestamp": self.now.isoformat(),
@@ -75,7 +76,12 @@ class HealthMonitor:
     # --- database figures ----------------------------------------------------------------
 
     def _subscriptions(self) -> dict:
-        from apps.webhooks.models import SUBSCRIPTION_STATUSES, WebhookSubscription
+        from apps.webhooks.models import (
+            FAILING_FAILURE_COUNT,
+            SUBSCRIPTION_STATUSES,
+            SubscriptionQuerySet,
+            WebhookSubscription,
+        )
 
         now = self.now
         soon = now + timedelta(seconds=self.thresholds["expiring_soon_seconds"])
@@ -86,18 +92,24 @@ class HealthMonitor:
                                                expires_at__lte=soon)),
             young_pending=Count("id", filter=Q(status="pending",
                                                created_at__gt=now - PENDING_GRACE)),
+            failing=Count("id", filter=SubscriptionQuerySet.FAILING),
+            failing_active=Count("id", filter=SubscriptionQuerySet.FAILING & Q(status="active")),
             **{s: Count("id", filter=Q(status=s)) for s in SUBSCRIPTION_STATUSES},
         )
         # Stopped subscriptions were ended on purpose (replaced, calendar removed): history.
         total = sum(counts[s] for s in SUBSCRIPTION_STATUSES) - counts["stopped"]
         # An "active" row past its expiry gets no more notifications: not counted as active.
-        active, failed = counts["live_active"], counts["failed"]
+        active, failed = counts["live_active"], counts["failing"]
         return {
             "total_subscriptions": total,
             "active_subscriptions": active,
             "expiring_soon": counts["expiring_soon"],
             "failed_subscriptions": failed,
-            "inactive_subscriptions": total - active - failed,
+            "failed_subscriptions_counts": (
+                f"status failed or suspended, or any other status but stopped with "
+                f"{FAILING_FAILURE_COUNT}+ consecutive failures"),
+            "failing_active_subscriptions": counts["failing_active"],
+            "inactive_subscriptions": total - active - counts["failed"] - counts["suspended"],
             "health_percentage": _pct(active, total - counts["young_pending"]),
             "by_status": {s: counts[s] for s in SUBSCRIPTION_STATUSES},
         }
@@ -198,17 +210,38 @@ class HealthMonitor:
             "accounts_reauth_required": reauth,
         }
 
+    def _rollout(self) -> dict:
+        """The phase, the deploy-time setting and the runtime kill switch, side by side."""
+        from apps.webhooks.services.flags import switch_state
+
+        state = switch_state()
+        return {
+            "deployment_phase": settings.WEBHOOK_DEPLOYMENT_PHASE or None,
+            "webhooks_enabled_setting": state.deploy_enabled,
+            "kill_switch": "unset" if state.override is None else
+                           ("on" if state.override else "off"),
+            "kill_switch_changed_by": state.updated_by,
+            "kill_switch_changed_at": state.updated_at.isoformat() if state.updated_at else None,
+            "push_enabled": state.effective,
+            "early_adopters": len(settings.WEBHOOK_EARLY_ADOPTERS),
+            "rollout_percentage": settings.WEBHOOK_ROLLOUT_PERCENTAGE,
+            "user_rollout_percentage": settings.WEBHOOK_USER_ROLLOUT_PERCENTAGE,
+        }
+
     def _workers(self) -> dict:
         from apps.webhooks.models import WorkerHeartbeat
 
         fresh_after = self.now - timedelta(seconds=settings.WORKER_HEARTBEAT_STALE_SECONDS)
-        agg = WorkerHeartbeat.objects.filter(stopped_at__isnull=True).aggregate(
-            latest=Max("last_seen_at"),
-            alive=Count("id", filter=Q(last_seen_at__gte=fresh_after)),
+        agg = WorkerHeartbeat.objects.aggregate(
+            latest=Max("last_seen_at", filter=Q(stopped_at__isnull=True)),
+            alive=Count("id", filter=Q(stopped_at__isnull=True, last_seen_at__gte=fresh_after)),
+            # A worker that shut down cleanly: "stopped at 13:05", not "never seen".
+            stopped=Max("stopped_at"),
         )
         return {
             "workers_alive": agg["alive"],
             "worker_heartbeat_age_seconds": _age(self.now, agg["latest"]),
+            "last_worker_stopped_at": agg["stopped"].isoformat() if agg["stopped"] else None,
         }
 
     # --- host figures (no database) ------------------------------------------------------

@@ -5,10 +5,13 @@ Pure functions of the collected figures and ``settings.HEALTH_THRESHOLDS``:
 | status   | any of                                                                          |
 |----------|---------------------------------------------------------------------------------|
 | critical | database down; subscription health < 80 %; success < 90 %; > 20 notifications   |
-|          | pending over 5 min; > 10 failed subscriptions; no live worker while some wait   |
+|          | pending over 5 min; > 10 failing subscriptions; no live worker while some wait  |
 | degraded | subscription health 80-94 %; success 90-94 %; 6-20 old pending; 6-10 failed     |
-|          | subscriptions; cache down                                                       |
+|          | failing subscriptions; cache down; kill switch off; rollout settings conflict   |
 | healthy  | none of the above                                                               |
+
+A failing subscription is failed, suspended, or any other non-stopped one with 5+ consecutive
+failures (``SubscriptionQuerySet.failing``).
 
 Every alert has a stable key (the incident key). Some alerts need a human without making the
 service unhealthy (accounts to re-authorize, provider errors, disk): ``affects_status`` False.
@@ -17,6 +20,11 @@ service unhealthy (accounts to re-authorize, provider errors, disk): ``affects_s
 from __future__ import annotations
 
 from typing import Any
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from apps.monitoring.services.alert_content import clock, human_duration
 
 WARNING, CRITICAL = "warning", "critical"
 STATUS_FOR_LEVEL = {WARNING: "degraded", CRITICAL: "critical"}
@@ -58,6 +66,8 @@ def evaluate(metrics: dict, t: dict) -> tuple[str, list[dict]]:
     alerts += _subscription_alerts(metrics["subscriptions"], t)
     alerts += _notification_alerts(metrics["notifications"], t)
     alerts += _operational_alerts(metrics, t)
+    alerts += _rollout_alerts(metrics.get("rollout") or {})
+    alerts = merge_related(alerts)
     status = "healthy"
     for alert in alerts:
         candidate = STATUS_FOR_LEVEL[alert["level"]] if alert["affects_status"] else "healthy"
@@ -79,8 +89,13 @@ def _subscription_alerts(subs: dict, t: dict) -> list[dict]:
     level = _count_band(failed, t["failed_subscriptions_degraded"],
                         t["failed_subscriptions_critical"])
     if level:
-        alerts.append(_alert("failed_subscriptions", level, f"{failed} failed subscriptions",
-                             f"{failed} push subscriptions are in the failed state.", failed))
+        by_status = subs.get("by_status", {})
+        alerts.append(_alert(
+            "failed_subscriptions", level, f"{failed} failed subscriptions",
+            f"{failed} push subscriptions are failing ({by_status.get('failed', 0)} failed, "
+            f"{by_status.get('suspended', 0)} suspended, "
+            f"{subs.get('failing_active_subscriptions', 0)} active with repeated failures).",
+            failed))
     return alerts
 
 
@@ -101,7 +116,8 @@ def _notification_alerts(notes: dict, t: dict) -> list[dict]:
         minutes = t["old_pending_age_seconds"] // 60
         alerts.append(_alert(
             "notification_backlog", level, f"{old} notifications waiting over {minutes} min",
-            f"Oldest waiting notification: {notes['oldest_pending_age_seconds']} s.", old))
+            f"Oldest waiting notification: "
+            f"{human_duration(notes['oldest_pending_age_seconds'])}.", old))
     return alerts
 
 
@@ -111,13 +127,11 @@ def _operational_alerts(metrics: dict, t: dict) -> list[dict]:
     alerts = []
     if infra["workers_alive"] == 0:
         waiting = notes["pending_notifications"]
-        age = infra["worker_heartbeat_age_seconds"]
-        seen = "never" if age is None else f"{age} s ago"
         # Nobody is waiting yet: a warning; notifications piling up unprocessed: critical.
         alerts.append(_alert(
             "worker_stale", CRITICAL if waiting else WARNING, "No live notification worker",
-            f"Last worker heartbeat: {seen}; {waiting} notifications waiting.", age,
-            affects_status=bool(waiting)))
+            f"{last_worker_seen(infra)}; {waiting} notifications waiting.",
+            infra["worker_heartbeat_age_seconds"], affects_status=bool(waiting)))
     reauth = calendars["accounts_reauth_required"]
     if reauth:
         alerts.append(_alert(
@@ -141,6 +155,56 @@ def _operational_alerts(metrics: dict, t: dict) -> list[dict]:
     return alerts
 
 
+def last_worker_seen(infra: dict) -> str:
+    age = infra["worker_heartbeat_age_seconds"]
+    stopped = parse_datetime(infra.get("last_worker_stopped_at") or "")
+    # Whichever happened last: a clean stop, or the last heartbeat of a worker that vanished.
+    if stopped is not None and (age is None
+                                or (timezone.now() - stopped).total_seconds() <= age):
+        return f"The last worker stopped at {clock(stopped)} UTC"
+    if age is not None:
+        return f"Last worker heartbeat {human_duration(age)} ago"
+    return "No worker has ever started"
+
+
+def merge_related(alerts: list[dict]) -> list[dict]:
+    """Conditions with one cause are one incident: a backlog growing while no worker lives is
+    the dead worker's consequence, so it joins the worker's alert instead of paging again."""
+    keys = {a["key"]: a for a in alerts}
+    worker, backlog = keys.get("worker_stale"), keys.get("notification_backlog")
+    if not (worker and backlog):
+        return alerts
+    merged = {**worker, "message": f"{worker['message']} {backlog['title']}: "
+                                   f"{backlog['message']}",
+              "level": CRITICAL if CRITICAL in (worker["level"], backlog["level"]) else WARNING,
+              "affects_status": True, "related": ["notification_backlog"]}
+    return [merged if a is worker else a for a in alerts if a is not backlog]
+
+
+def _rollout_alerts(rollout: dict) -> list[dict]:
+    """Push left off by hand, or rollout settings that say two different things."""
+    alerts = []
+    if rollout.get("kill_switch") == "off":
+        at = rollout.get("kill_switch_changed_at")
+        when = f" at {at[:16].replace('T', ' ')} UTC" if at else ""
+        alerts.append(_alert(
+            "kill_switch_off", WARNING, "Push notifications switched off",
+            f"The runtime kill switch is off (set by {rollout.get('kill_switch_changed_by') or '?'}"
+            f"{when}): every calendar is polled instead of pushed.", "off"))
+    phase = rollout.get("deployment_phase")
+    if phase and not rollout.get("webhooks_enabled_setting"):
+        alerts.append(_alert(
+            "rollout_phase_mismatch", WARNING, f"Phase {phase} set but WEBHOOKS_ENABLED=false",
+            f"WEBHOOK_DEPLOYMENT_PHASE={phase} asks for push, WEBHOOKS_ENABLED=false turns it "
+            f"off; the off setting wins, so no calendar is on push.", phase))
+    elif phase == 2 and not rollout.get("early_adopters"):
+        alerts.append(_alert(
+            "rollout_phase_mismatch", WARNING, "Phase 2 without early adopters",
+            "WEBHOOK_DEPLOYMENT_PHASE=2 puts only WEBHOOK_EARLY_ADOPTERS on push, and that "
+            "list is empty: no calendar is on push.", phase))
+    return alerts
+
+
 RECOMMENDATIONS = {
     "database_down": "Check the database server and the connection settings; the receivers "
                      "answer 503 until it is back.",
@@ -158,6 +222,10 @@ RECOMMENDATIONS = {
     "provider_api_errors": "Check the provider's status page and the API error kinds.",
     "disk_space_low": "Free disk space (logs, old notifications: cleanup_webhook_data).",
     "memory_low": "Check the processes' memory use.",
+    "kill_switch_off": "If the reason for switching push off is over, run "
+                       "`manage.py webhooks_switch on`.",
+    "rollout_phase_mismatch": "Make WEBHOOK_DEPLOYMENT_PHASE, WEBHOOKS_ENABLED and "
+                              "WEBHOOK_EARLY_ADOPTERS agree in .env, then restart.",
 }
 
 

@@ -35,6 +35,7 @@ from django.core.cache import cache
 from django.utils.dateparse import parse_datetime
 
 from apps.monitoring.channels.base import LEVEL_RANK
+from apps.monitoring.services.health_rules import RECOMMENDATIONS
 
 if TYPE_CHECKING:
     from apps.monitoring.channels import Channel
@@ -108,7 +109,9 @@ def process_offline(manager: AlertManager, alerts: dict[str, dict]) -> None:
             entry = open_entries.get(key)
             if entry is None:
                 entry = {"key": key, "level": alert["level"], "title": alert["title"],
-                         "message": alert["message"], "details": {"value": alert["value"]},
+                         "message": alert["message"],
+                         "details": {"value": alert["value"],
+                                     "recommendation": RECOMMENDATIONS.get(key, "")},
                          "opened_at": stamp, "last_notified_at": stamp,
                          "notified_level": alert["level"], "resolved_at": None,
                          "clear_since": None, "deliveries": []}

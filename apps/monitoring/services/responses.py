@@ -41,15 +41,26 @@ class ResponseResult:
         return {"status": self.status, "actions": self.actions, "errors": self.errors}
 
 
-def respond(health: dict) -> ResponseResult:
-    """Run the responses for ``health['status']``; each step's failure is recorded, not raised."""
+def respond(health: dict, act: bool = True) -> ResponseResult:
+    """Run the responses for ``health['status']``; each step's failure is recorded, not raised.
+
+    With ``act`` False only the check's own cadence follows the status: nothing else in the
+    system changes (an operator's look at the health must not suspend subscriptions).
+    """
     status = health["status"]
     result = ResponseResult(status)
     if not health["metrics"]["infrastructure"].get("database_healthy"):
         result.errors.append("database unreachable: no automatic response possible")
         return result
     steps = {"critical": CRITICAL_STEPS, "degraded": DEGRADED_STEPS}.get(status, HEALTHY_STEPS)
-    for step in (forget_overridden_fallbacks, *steps):
+    steps = (forget_overridden_fallbacks, *steps)
+    if not act:
+        skipped = [s.__name__.replace("_", " ") for s in steps
+                   if s not in CADENCE_STEPS and s is not warn_degraded]
+        steps = tuple(s for s in steps if s in CADENCE_STEPS)
+        if skipped and status != "healthy":
+            result.actions.append(f"not run without --respond: {', '.join(skipped)}")
+    for step in steps:
         try:
             message = step()
         except DatabaseError as exc:
@@ -186,3 +197,5 @@ CRITICAL_STEPS: tuple[Step, ...] = (faster_checks, suspend_failing_subscriptions
 DEGRADED_STEPS: tuple[Step, ...] = (faster_checks, run_subscription_maintenance, warn_degraded,
                                     fallback_for_failing)
 HEALTHY_STEPS: tuple[Step, ...] = (normal_checks, release_fallbacks)
+# The check's own cadence: follows the status even when only observing.
+CADENCE_STEPS = frozenset({faster_checks, normal_checks})

@@ -1,4 +1,5 @@
-"""Retention of the monitoring tables: provider API call records, health snapshots, incidents.
+"""Retention of the monitoring tables: provider API call records, health snapshots, incidents;
+and of the process records around them: worker heartbeats, expired Django sessions.
 
 Open incidents and their deliveries are never deleted, whatever their age. Resolved incidents
 are history an operator reads after the fact, so they are kept as long as failed notifications
@@ -11,6 +12,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from apps.monitoring.models import AlertDelivery, HealthSnapshot, Incident, ProviderApiCall
 from apps.webhooks.services.cleanup import cutoffs
@@ -49,5 +51,31 @@ def purge_monitoring_data(days: int, *, dry_run: bool = False, batch_size: int |
         # Deliveries first, in their own batches, so an incident's cascade stays small.
         ("alert deliveries", expired_deliveries(days, now)),
         ("incidents", expired_incidents(days, now)),
+    )
+    return [purge(label, qs, size, dry_run=dry_run, progress=progress) for label, qs in targets]
+
+
+def expired_heartbeats(days: int, now: datetime | None = None) -> QuerySet:
+    """Workers silent for ``days``: stopped long ago or vanished (a live one beats every loop)."""
+    from apps.webhooks.models import WorkerHeartbeat
+
+    cutoff, _ = cutoffs(days, now)
+    return WorkerHeartbeat.objects.filter(last_seen_at__lt=cutoff)
+
+
+def expired_sessions(now: datetime | None = None) -> QuerySet:
+    """What ``clearsessions`` removes, in batches like the rest."""
+    from django.contrib.sessions.models import Session
+
+    return Session.objects.filter(expire_date__lt=now or timezone.now())
+
+
+def purge_process_records(days: int, *, dry_run: bool = False, batch_size: int | None = None,
+                          progress: Progress | None = None,
+                          now: datetime | None = None) -> list[PurgeResult]:
+    size = batch_size or settings.CLEANUP_BATCH_SIZE
+    targets = (
+        ("worker heartbeats", expired_heartbeats(days, now)),
+        ("expired sessions", expired_sessions(now)),
     )
     return [purge(label, qs, size, dry_run=dry_run, progress=progress) for label, qs in targets]

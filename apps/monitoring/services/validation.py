@@ -6,6 +6,7 @@ command.
 from __future__ import annotations
 
 import ipaddress
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from django.utils import timezone
 
 from apps.monitoring.channels import CHANNEL_CLASSES, configured_names
 from apps.webhooks.health import probe_cache, probe_database
+
+# The OAuth client id the development settings and the sandbox use.
+DEVELOPMENT_CLIENT_ID = "calendar-sync-dev"
 
 
 @dataclass
@@ -143,11 +147,47 @@ def _health_endpoint() -> Check:
 
 def _base_url() -> Check:
     url = settings.WEBHOOK_BASE_URL
+    if settings.PRODUCTION and not os.environ.get("WEBHOOK_BASE_URL", "").strip():
+        return Check("WEBHOOK_BASE_URL https", False,
+                     f"WEBHOOK_BASE_URL is not set (default {url}): providers need the public "
+                     "https address")
     if urlparse(url).scheme == "https":
         return Check("WEBHOOK_BASE_URL https", True, url)
-    local = settings.DEBUG or _is_local(url)
+    # Production never accepts plain http, not even on loopback: providers cannot call it.
+    local = not settings.PRODUCTION and (settings.DEBUG or _is_local(url))
     return Check("WEBHOOK_BASE_URL https", local,
                  f"{url}: local deployment" if local else f"{url}: providers require https")
+
+
+def _encryption_keys() -> Check:
+    from cryptography.fernet import Fernet
+
+    bad = []
+    for position, key in enumerate(settings.FIELD_ENCRYPTION_KEY, start=1):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            bad.append(position)
+    return Check("FIELD_ENCRYPTION_KEY", not bad,
+                 f"key(s) {', '.join(map(str, bad))} of FIELD_ENCRYPTION_KEY are not Fernet keys "
+                 "(32 url-safe base64-encoded bytes)" if bad
+                 else f"{len(settings.FIELD_ENCRYPTION_KEY)} Fernet key(s)")
+
+
+def _oauth_clients() -> Check:
+    dev = [name for name in ("GOOGLE_CLIENT_ID", "MS_CLIENT_ID")
+           if getattr(settings, name) in ("", DEVELOPMENT_CLIENT_ID)]
+    return Check("OAuth clients", not dev,
+                 f"{', '.join(dev)}: the development client id (or empty); set the real "
+                 "client registered with the provider" if dev else "set",
+                 warning_only=not settings.PRODUCTION)
+
+
+def _metrics_token() -> Check:
+    token = bool(settings.METRICS_TOKEN) or getattr(settings, "METRICS_PUBLIC", False)
+    return Check("METRICS_TOKEN", token,
+                 "set" if token else "METRICS_TOKEN is empty: /metrics would be public",
+                 warning_only=not settings.PRODUCTION)
 
 
 def _workers() -> Check:
@@ -179,7 +219,8 @@ def _trusted_proxies() -> Check:
 
 
 DEPLOYMENT_CHECKS: tuple[Callable[[], Check], ...] = (
-    _migrations, _database, _cache, _health_endpoint, _base_url, _workers, _alerting,
+    _migrations, _database, _cache, _health_endpoint, _base_url, _encryption_keys,
+    _oauth_clients, _metrics_token, _workers, _alerting,
     _trusted_proxies,
 )
 

@@ -6,6 +6,7 @@ import sys
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from apps.calendars.providers.errors import AuthRevoked, ProviderError
 from apps.calendars.services.accounts import AccountConflict, connect_account
@@ -26,6 +27,15 @@ class Command(BaseCommand):
         token = options["refresh_token"]
         if token == "-":
             token = sys.stdin.readline().strip()
+        # A refused token must leave nothing behind, not even the user created for it.
+        with transaction.atomic():
+            user, account = self._connect(options, token)
+        names = ", ".join(account.calendars.filter(sync_enabled=True)
+                          .order_by("name").values_list("name", flat=True))
+        self.stdout.write(f"Connected {account} (account {account.pk}, user {user.username}, "
+                          f"{account.status}): {names or 'no calendars'}")
+
+    def _connect(self, options: dict, token: str) -> tuple:
         users = get_user_model().objects
         if options["user"]:
             user = users.filter(username=options["user"]).first()
@@ -40,7 +50,4 @@ class Command(BaseCommand):
             raise CommandError("the provider refused this refresh token (invalid_grant)")
         except (ProviderError, AccountConflict) as exc:
             raise CommandError(f"could not connect the account: {exc}")
-        names = ", ".join(account.calendars.filter(sync_enabled=True)
-                          .order_by("name").values_list("name", flat=True))
-        self.stdout.write(f"Connected {account} (account {account.pk}, user {user.username}, "
-                          f"{account.status}): {names or 'no calendars'}")
+        return user, account

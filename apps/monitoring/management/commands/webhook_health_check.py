@@ -1,12 +1,13 @@
-"""Run the health check: print the summary, run the automatic responses, alert.
+"""Run the health check: print the summary; with flags, respond automatically and alert.
 
-Cron calls it every minute with ``--if-due --send-alerts``; the stored interval decides whether
-the call does anything. Exit status: 0 healthy, 1 degraded, 2 critical.
+Cron calls it every minute with ``--if-due --respond --send-alerts``; the stored interval
+decides whether the call does anything. A plain run only observes and reports.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 
 from django.core.management.base import BaseCommand
@@ -14,11 +15,24 @@ from django.core.management.base import BaseCommand
 from apps.monitoring.services import schedule
 from apps.monitoring.services.checks import format_summary, run_health_check
 
+log = logging.getLogger(__name__)
+
+EPILOG = ("exit status: 0 healthy, 1 degraded, 2 critical, 3 the check itself could not run "
+          "(settings, or an error inside the check), 4 every alert delivery of the run failed; "
+          "--if-due when not due: 0")
+
 
 class Command(BaseCommand):
-    help = "Check the webhook system's health, respond automatically and (optionally) alert."
+    help = ("Check the webhook system's health and report it; --respond runs the automatic "
+            "responses, --send-alerts delivers incidents.")
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        return super().create_parser(prog_name, subcommand, epilog=EPILOG, **kwargs)
 
     def add_arguments(self, parser) -> None:
+        parser.add_argument("--respond", action="store_true",
+                            help="Run the automatic responses (fallback polling, suspending "
+                                 "failing subscriptions, maintenance); cron passes it.")
         parser.add_argument("--send-alerts", action="store_true",
                             help="Deliver incidents to the configured alert channels.")
         parser.add_argument("--json", action="store_true", help="Print the JSON document.")
@@ -29,10 +43,19 @@ class Command(BaseCommand):
         if options["if_due"]:
             due, reason = schedule.is_due()
             if not due:
-                if options["verbosity"] > 1:
-                    self.stdout.write(f"Not due: {reason}")
+                self.stdout.write(f"Not due: {reason}")
                 return
-        run = run_health_check(send_alerts=options["send_alerts"])
+        try:
+            run = run_health_check(send_alerts=options["send_alerts"], act=options["respond"],
+                                   scheduled=options["if_due"])
+        except Exception as exc:
+            if options["traceback"] or options["verbosity"] >= 3:
+                raise
+            log.exception("health check could not run")
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            self.stderr.write(f"webhook_health_check: the check could not run: "
+                              f"{type(exc).__name__}: {first_line}")
+            sys.exit(3)
         if options["json"]:
             self.stdout.write(json.dumps(run.as_dict(), indent=2, default=str))
         else:
