@@ -35,6 +35,7 @@ COPY . .
 # nginx; the build-time secrets exist only for this command.
 RUN mkdir -p /app/logs /app/var /app/staticfiles \
     && SECRET_KEY=collectstatic-only FIELD_ENCRYPTION_KEY=collectstatic-only \
+       ALLOWED_HOSTS=localhost METRICS_TOKEN=collectstatic-only \
        python manage.py collectstatic --noinput -v 0 \
     && chown app:app /app/logs /app/var /app/staticfiles
 
