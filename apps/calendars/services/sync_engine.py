@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import Error, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -39,6 +39,7 @@ from apps.calendars.providers.errors import (
 )
 from apps.calendars.services.accounts import mark_reauth_required
 from calendar_sync import metrics
+from calendar_sync.db import drop_connection
 from calendar_sync.locks import advisory_lock
 
 log = logging.getLogger(__name__)
@@ -313,5 +314,6 @@ def _record_failure(calendar: Calendar, message: str) -> None:
         Calendar.objects.filter(pk=calendar.pk).update(
             last_sync_error=message[:2000], sync_failure_count=F("sync_failure_count") + 1
         )
-    except DatabaseError:
+    except Error:  # InterfaceError too
+        drop_connection()
         log.warning("could not record the sync failure of calendar %s", calendar.pk)

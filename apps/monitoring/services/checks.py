@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.db import DatabaseError
 
 from apps.monitoring.models import HealthSnapshot
-from apps.monitoring.services import schedule
+from apps.monitoring.services import schedule, watchdog
 from apps.monitoring.services.alerting import AlertingSummary, AlertManager
 from apps.monitoring.services.health_monitor import get_system_health
 from apps.monitoring.services.responses import ResponseResult, respond
@@ -34,10 +34,16 @@ class CheckRun:
 
 
 def run_health_check(send_alerts: bool) -> CheckRun:
-    health = get_system_health()
-    responses = respond(health)
-    alerting = AlertManager().process(health) if send_alerts else None
-    _record(health)
+    watchdog.ping("/start")  # the external dead man's switch, when configured
+    try:
+        health = get_system_health()
+        responses = respond(health)
+        alerting = AlertManager().process(health) if send_alerts else None
+        _record(health)
+    except Exception:
+        watchdog.ping("/fail")
+        raise
+    watchdog.ping()
     return CheckRun(health, responses, alerting)
 
 

@@ -19,6 +19,7 @@ from django.db import DatabaseError
 from django.db.models import Avg, Count, Max, Min, Q, Sum
 from django.utils import timezone
 
+from apps.monitoring.services import jobs
 from apps.monitoring.services.health_rules import evaluate, recommend
 from apps.webhooks.health import probe_cache, probe_database
 
@@ -56,6 +57,7 @@ class HealthMonitor:
                 "api_performance": self._api_performance(),
                 "calendars": self._calendars(),
                 "infrastructure": {**infrastructure, **self._workers()},
+                "jobs": jobs.last_runs(self.now),
             }
         except DatabaseError as exc:
             # The class only: driver messages can carry host names and user names.

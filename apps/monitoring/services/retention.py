@@ -1,4 +1,5 @@
-"""Retention of the monitoring tables: provider API call records, health snapshots, incidents.
+"""Retention of the monitoring tables: provider API call records, health snapshots, incidents,
+scheduled job runs.
 
 Open incidents and their deliveries are never deleted, whatever their age. Resolved incidents
 are history an operator reads after the fact, so they are kept as long as failed notifications
@@ -13,6 +14,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from apps.monitoring.models import AlertDelivery, HealthSnapshot, Incident, ProviderApiCall
+from apps.monitoring.services.jobs import expired_job_runs
 from apps.webhooks.services.cleanup import cutoffs
 from calendar_sync.purge import Progress, PurgeResult, purge
 
@@ -49,5 +51,6 @@ def purge_monitoring_data(days: int, *, dry_run: bool = False, batch_size: int |
         # Deliveries first, in their own batches, so an incident's cascade stays small.
         ("alert deliveries", expired_deliveries(days, now)),
         ("incidents", expired_incidents(days, now)),
+        ("job runs", expired_job_runs(days, now)),
     )
     return [purge(label, qs, size, dry_run=dry_run, progress=progress) for label, qs in targets]

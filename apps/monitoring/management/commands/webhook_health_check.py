@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import sys
 
-from django.core.management.base import BaseCommand
-
+from apps.monitoring.management.scheduled_command import ScheduledCommand
 from apps.monitoring.services import schedule
 from apps.monitoring.services.checks import format_summary, run_health_check
 
 
-class Command(BaseCommand):
+class Command(ScheduledCommand):
     help = "Check the webhook system's health, respond automatically and (optionally) alert."
 
     def add_arguments(self, parser) -> None:
@@ -24,6 +23,10 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the JSON document.")
         parser.add_argument("--if-due", action="store_true",
                             help="Return at once unless the stored check interval has elapsed.")
+
+    def job_name(self, options: dict) -> str:
+        # The every-minute check and the daily report are separate jobs with their own slots.
+        return "health_check" if options["if_due"] else "health_report"
 
     def handle(self, *args, **options) -> None:
         if options["if_due"]:
