@@ -129,6 +129,8 @@ def _sync_locked(calendar: Calendar, *, force_full: bool) -> SyncResult:
         result = _apply(calendar, page, changes, bad, kind)
     except ProviderError as exc:
         return _provider_failure(calendar, exc, kind)
+    except Error:
+        raise  # the database failed, not the sync: nothing can be recorded; the caller heals
     except Exception as exc:  # noqa: BLE001 - recorded, and the caller retries
         log.exception("sync of calendar %s crashed", calendar.pk)
         _record_failure(calendar, f"{type(exc).__name__}: {exc}")

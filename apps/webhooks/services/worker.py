@@ -215,6 +215,8 @@ class NotificationWorker:
               started: float) -> CalendarOutcome:
         try:
             result = sync_calendar_id(calendar_id)
+        except Error:
+            raise  # the loop reconnects and hands these rows back
         except Exception as exc:  # noqa: BLE001 - the rows carry the error and retry
             log.exception("sync of calendar %s raised", calendar_id)
             status = claims.retry(self.worker_id, rows, f"{type(exc).__name__}: {exc}", None)

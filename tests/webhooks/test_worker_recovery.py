@@ -1,0 +1,87 @@
+"""A worker that heals: the database drops its connections while it is inside a slowed provider
+call and refuses new ones for a while (what a PostgreSQL restart does to a client). The worker
+reconnects by itself, hands back the rows it held at once, and processes new work."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+import psycopg2
+import pytest
+from django.db import connection
+from sync_support import (
+    Processes,
+    connect,
+    process_env,
+    remote_account,
+    set_faults,
+    store_notifications,
+    subscription_for,
+)
+
+from apps.webhooks.models import WebhookNotification
+
+Status = WebhookNotification.Status
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, f"not within {timeout} s: {what}"
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def _statuses(rows: list) -> set[str]:
+    return set(WebhookNotification.objects.filter(pk__in=[r.pk for r in rows])
+               .values_list("processing_status", flat=True))
+
+
+def _restart_database(outage_seconds: float) -> None:
+    """Every other session is cut and new ones are refused for ``outage_seconds``; only this
+    test's database is touched (the shared server keeps running for everyone else)."""
+    name = connection.settings_dict["NAME"]
+    admin = psycopg2.connect(**{**connection.get_connection_params(), "dbname": "postgres"})
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()", [name])
+        time.sleep(outage_seconds)
+        cur.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+    admin.close()
+    connection.close()  # this test's own session was cut too
+
+
+def test_the_worker_recovers_after_the_database_drops_it_mid_sync(sandbox, user, tmp_path):
+    remote = remote_account(sandbox.url, "google", "heal@example.com", calendars=2)
+    _, (slow_cal, other_cal) = connect(user, remote)
+    slow_sub, other_sub = subscription_for(slow_cal), subscription_for(other_cal)
+    set_faults(sandbox.url, latency_ms={"google.events.list": 4000})
+    held = store_notifications(slow_sub, 20)
+    env = process_env(sandbox.url, WORKER_IDLE_POLL_SECONDS="0.5",
+                      WORKER_VISIBILITY_TIMEOUT_SECONDS="600", WORKER_MAX_STALL_SECONDS="300")
+    with Processes(tmp_path) as procs:
+        worker = procs.start("worker", [sys.executable, "manage.py", "process_notifications"],
+                             env)
+        _wait_for(lambda: _statuses(held) == {Status.PROCESSING}, 60, "the rows claimed")
+        time.sleep(0.5)  # inside the slowed provider call
+        _restart_database(outage_seconds=5)
+        set_faults(sandbox.url, latency_ms={"google.events.list": 0})
+
+        back = _wait_for(lambda: Status.PROCESSING not in _statuses(held), 120,
+                         "the claimed rows handed back")
+        fresh = store_notifications(other_sub, 3)
+        done = _wait_for(lambda: _statuses(fresh) == {Status.COMPLETED}, 60,
+                         "new notifications processed")
+        _wait_for(lambda: _statuses(held) == {Status.COMPLETED}, 60, "the held rows completed")
+        assert worker.poll() is None, procs.output("worker")
+
+    attempts = set(WebhookNotification.objects.filter(pk__in=[r.pk for r in held])
+                   .values_list("attempts", flat=True))
+    assert attempts == {1}  # the interrupted attempt was counted, once
+    assert back < 30 and done < 60
+    assert "Traceback" not in procs.output("worker")
