@@ -1,6 +1,6 @@
-"""A worker that heals: the database drops its connections while it is inside a slowed provider
-call and refuses new ones for a while (what a PostgreSQL restart does to a client). The worker
-reconnects by itself, hands back the rows it held at once, and processes new work."""
+"""A worker that heals: PostgreSQL (a private server of the test's own) restarts while the
+worker is inside a slowed provider call. The worker reconnects by itself, hands back the rows
+it held as soon as the database answers, and processes new work, without a restart."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import sys
 import time
 from collections.abc import Callable
 
-import psycopg2
 import pytest
-from django.db import connection
+from private_postgres import private_database
 from sync_support import (
     Processes,
     connect,
@@ -40,23 +39,12 @@ def _statuses(rows: list) -> set[str]:
                .values_list("processing_status", flat=True))
 
 
-def _restart_database(outage_seconds: float) -> None:
-    """Every other session is cut and new ones are refused for ``outage_seconds``; only this
-    test's database is touched (the shared server keeps running for everyone else)."""
-    name = connection.settings_dict["NAME"]
-    admin = psycopg2.connect(**{**connection.get_connection_params(), "dbname": "postgres"})
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = %s AND pid <> pg_backend_pid()", [name])
-        time.sleep(outage_seconds)
-        cur.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
-    admin.close()
-    connection.close()  # this test's own session was cut too
+def test_the_worker_recovers_after_a_database_restart_mid_sync(sandbox, user, tmp_path):
+    with private_database() as server:
+        _restart_under_the_worker(server, sandbox, user, tmp_path)
 
 
-def test_the_worker_recovers_after_the_database_drops_it_mid_sync(sandbox, user, tmp_path):
+def _restart_under_the_worker(server, sandbox, user, tmp_path) -> None:
     remote = remote_account(sandbox.url, "google", "heal@example.com", calendars=2)
     _, (slow_cal, other_cal) = connect(user, remote)
     slow_sub, other_sub = subscription_for(slow_cal), subscription_for(other_cal)
@@ -69,7 +57,7 @@ def test_the_worker_recovers_after_the_database_drops_it_mid_sync(sandbox, user,
                              env)
         _wait_for(lambda: _statuses(held) == {Status.PROCESSING}, 60, "the rows claimed")
         time.sleep(0.5)  # inside the slowed provider call
-        _restart_database(outage_seconds=5)
+        server.restart(outage_seconds=5)
         set_faults(sandbox.url, latency_ms={"google.events.list": 0})
 
         back = _wait_for(lambda: Status.PROCESSING not in _statuses(held), 120,
