@@ -4,9 +4,11 @@ it held as soon as the database answers, and processes new work, without a resta
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from private_postgres import private_database
@@ -73,3 +75,19 @@ def _restart_under_the_worker(server, sandbox, user, tmp_path) -> None:
     assert attempts == {1}  # the interrupted attempt was counted, once
     assert back < 30 and done < 60
     assert "Traceback" not in procs.output("worker")
+
+
+def test_a_worker_that_cannot_reach_the_database_exits_for_its_supervisor(sandbox):
+    from bench.sync import free_port
+
+    nowhere = f"postgres://postgres@127.0.0.1:{free_port()}/calendar_sync"
+    env = process_env(sandbox.url, DATABASE_URL=nowhere, WORKER_MAX_STALL_SECONDS="10",
+                      WORKER_IDLE_POLL_SECONDS="0.5")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "manage.py", "process_notifications"], env=env,
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                          text=True, timeout=90)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "no progress for" in done.stderr
+    assert 10 <= time.monotonic() - started < 60
+    assert "Traceback" not in done.stdout + done.stderr
