@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, OutputWrapper
 
 from apps.monitoring.services import jobs
 
@@ -50,7 +50,8 @@ class ScheduledCommand(BaseCommand):
         name = self.job_name(options)
         with jobs.claimed(name) as claim:
             if not claim.runs:
-                self.stdout.write(f"skipped {name}: {claim.reason}")
+                out = OutputWrapper(options["stdout"]) if options.get("stdout") else self.stdout
+                out.write(f"skipped {name}: {claim.reason}")
                 return None
             tee = _LastLine(options.get("stdout") or self.stdout._out)
             ok, summary = False, "failed"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
-from django.db import Error, IntegrityError, connection
+from django.db import Error, IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -95,8 +95,9 @@ def _claim(name: str, slot: datetime) -> JobClaim:
         outcome=Outcome.INTERRUPTED, finished_at=timezone.now(),
         summary="the process running it died")
     try:
-        run = JobRun.objects.create(job=name, slot=slot, host=settings.CLUSTER_HOST_NAME,
-                                    pid=os.getpid())
+        with transaction.atomic():  # a savepoint when called inside a transaction
+            run = JobRun.objects.create(job=name, slot=slot, host=settings.CLUSTER_HOST_NAME,
+                                        pid=os.getpid())
     except IntegrityError:
         return JobClaim(name, None, f"the {slot:%H:%M} run already happened")
     return JobClaim(name, run)
