@@ -118,6 +118,13 @@ def _operational_alerts(metrics: dict, t: dict) -> list[dict]:
             "worker_stale", CRITICAL if waiting else WARNING, "No live notification worker",
             f"Last worker heartbeat: {seen}; {waiting} notifications waiting.", age,
             affects_status=bool(waiting)))
+    lost = infra.get("hosts_lost") or []
+    if lost and infra["workers_alive"]:
+        alerts.append(_alert(
+            "worker_host_lost", WARNING, f"Worker lost on {', '.join(lost)}",
+            f"The worker on {', '.join(lost)} stopped without shutting down (host down or "
+            f"killed); {infra['workers_alive']} worker(s) elsewhere carry the load.",
+            len(lost), affects_status=False))
     reauth = calendars["accounts_reauth_required"]
     if reauth:
         alerts.append(_alert(
@@ -153,6 +160,8 @@ RECOMMENDATIONS = {
                                  "at provider API errors.",
     "notification_backlog": "Check that `process_notifications` workers run and keep up.",
     "worker_stale": "Start or restart the `process_notifications` worker.",
+    "worker_host_lost": "Restart the host's processes (gunicorn, worker, scheduler), or "
+                        "remove it from the load balancer.",
     "accounts_reauth_required": "Ask the owners of the accounts marked 're-authorization "
                                 "required' to connect them again.",
     "provider_api_errors": "Check the provider's status page and the API error kinds.",

@@ -60,7 +60,8 @@ class WorkerStalled(RuntimeError):
 
 
 def make_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"[:128]
+    host = settings.CLUSTER_HOST_NAME or socket.gethostname()
+    return f"{host}:{os.getpid()}:{random.getrandbits(32):08x}"[:128]
 
 
 @dataclass
