@@ -122,14 +122,15 @@ def test_two_hosts_survive_losing_one_and_a_database_restart(sandbox, user, sett
             polled = _converge(calendars, settings, seconds=30)
             _assert_cadence(killed_at - started)
             _assert_nothing_acknowledged_is_lost()
+            runs = list(JobRun.objects.order_by("slot", "job").values_list(
+                "job", "slot", "host", "outcome"))
+            stored = WebhookNotification.objects.count()
         finally:
             for host in hosts:
                 host.stop()
     assert "host-a" in alert["title"]
-    runs = list(JobRun.objects.order_by("slot", "job").values_list("job", "slot", "host",
-                                                                  "outcome"))
     print(f"\nmulti-host: {len(calendars)} calendars, {traffic.done} changes, "
-          f"{WebhookNotification.objects.count()} notifications, extra polling passes "
+          f"{stored} notifications stored, extra polling passes "
           f"{polled}, job runs {[(j, f'{s:%H:%M}', h, o) for j, s, h, o in runs]}, "
           f"{time.monotonic() - started:.0f}s", file=sys.stderr)
 
