@@ -13,6 +13,7 @@ from django.core.management.base import CommandError
 
 from apps.monitoring.models import JobRun
 from apps.monitoring.services.health_monitor import get_system_health
+from tests.monitoring.conftest import make_calendar, make_notifications, make_subscriptions
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 3, 2, 10, 0, 20, tzinfo=UTC)
@@ -92,3 +93,14 @@ def test_cleanup_prunes_old_finished_runs_and_keeps_recent_and_running_ones():
     remaining = set(JobRun.objects.exclude(job="cleanup_webhook_data")
                     .values_list("pk", flat=True))
     assert remaining == set(kept)
+
+
+def test_a_health_check_that_finds_trouble_is_a_job_that_ran(settings):
+    settings.WEBHOOK_ALERT_CHANNELS = []
+    make_notifications(make_subscriptions(make_calendar(), 1)[0], 30, status="pending",
+                       received_at=NOW - timedelta(hours=1))  # no worker: critical
+    with time_machine.travel(NOW, tick=False), pytest.raises(SystemExit) as exited:
+        call_command("webhook_health_check", "--send-alerts", stdout=StringIO())
+    run = JobRun.objects.get(job="health_report")
+    assert exited.value.code == 2
+    assert run.outcome == "succeeded" and run.summary.endswith("(exit 2)")

@@ -31,6 +31,9 @@ class _LastLine:
 
 
 class ScheduledCommand(BaseCommand):
+    # Exit statuses that report a finding rather than a failure of the job itself.
+    reporting_exit_codes: frozenset[int] = frozenset()
+
     def job_name(self, options: dict) -> str:
         """The job's name: one lock and one run per slot across the cluster."""
         return self.__module__.rsplit(".", 1)[-1]
@@ -60,7 +63,7 @@ class ScheduledCommand(BaseCommand):
                 ok, summary = True, tee.last or "done"
                 return result
             except SystemExit as exc:
-                ok = not exc.code
+                ok = not exc.code or exc.code in self.reporting_exit_codes
                 summary = f"{tee.last or 'finished'} (exit {exc.code})" if exc.code else tee.last
                 raise
             except Exception as exc:

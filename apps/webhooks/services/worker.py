@@ -15,7 +15,8 @@ PostgreSQL. One step:
    syncing elsewhere or its account is backing off.
 
 The row state changes are in ``notification_rows.py``. Rows left in ``processing`` longer than
-WORKER_VISIBILITY_TIMEOUT_SECONDS (a worker died) are reclaimed.
+WORKER_VISIBILITY_TIMEOUT_SECONDS (a worker died) are reclaimed; a live worker whose database
+connection broke hands its own rows back as soon as the database answers again.
 The worker sleeps on PostgreSQL ``LISTEN calendar_sync_notifications`` (the receivers NOTIFY
 in the transaction that stores a row) with a WORKER_IDLE_POLL_SECONDS fallback, and on
 SQLite simply polls.

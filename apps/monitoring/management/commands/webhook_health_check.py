@@ -16,6 +16,7 @@ from apps.monitoring.services.checks import format_summary, run_health_check
 
 class Command(ScheduledCommand):
     help = "Check the webhook system's health, respond automatically and (optionally) alert."
+    reporting_exit_codes = frozenset({1, 2})  # degraded, critical: the check itself ran
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--send-alerts", action="store_true",
