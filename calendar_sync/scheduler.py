@@ -4,8 +4,10 @@ Each job runs as ``python manage.py COMMAND ARGS`` in a subprocess (a crash or a
 job cannot take the scheduler down, and every run starts with fresh database connections).
 Like the ``flock -n`` in the crontab line, a job whose previous run is still going is skipped,
 and the lock file named in the line is really taken (``fcntl.flock``), so a system cron on the
-same host and this scheduler never run the same job at once. Output goes where the line's
-``>>`` sends it; the scheduler itself logs one line per start, skip and finish.
+same host and this scheduler never run the same job at once. Across hosts, each job takes a
+cluster-wide lock and claims its minute itself (``apps/monitoring/services/jobs.py``), so a
+scheduler may run on every host. Output goes where the line's ``>>`` sends it; the scheduler
+itself logs one line per start, skip and finish.
 """
 
 from __future__ import annotations
