@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from django.db import connection
 
 from bench.sync import free_port
@@ -76,6 +77,8 @@ class PrivatePostgres:
 @contextmanager
 def private_database() -> Iterator[PrivatePostgres]:
     """The test database, moved to a private server for the duration."""
+    if not shutil.which("initdb") or not shutil.which("pg_dump"):
+        pytest.skip("PostgreSQL's server programs (initdb, pg_ctl, pg_dump) are not installed")
     # Not under pytest's tmp_path: the postgres account cannot enter root's private folders.
     home = Path(tempfile.mkdtemp(prefix="calendar-sync-pg-"))
     server = PrivatePostgres(home).init()
