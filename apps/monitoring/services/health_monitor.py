@@ -215,14 +215,15 @@ class HealthMonitor:
         }
 
     def _hosts_lost(self, fresh_after: datetime) -> list[str]:
-        """Hosts whose worker died (no clean stop) within a day and has not come back there:
-        the cluster runs short of a host even while other workers are alive."""
+        """Hosts whose worker died (no clean stop) within the hour and has not come back
+        there: the cluster runs short of a host even while other workers are alive. After an
+        hour it is history (a container replaced after a crash never comes back by name)."""
         from apps.webhooks.models import WorkerHeartbeat
 
         running = WorkerHeartbeat.objects.filter(stopped_at__isnull=True)
         alive = running.filter(last_seen_at__gte=fresh_after).values("hostname")
         dead = running.filter(last_seen_at__lt=fresh_after,
-                              last_seen_at__gte=self.now - timedelta(days=1))
+                              last_seen_at__gte=self.now - timedelta(hours=1))
         return sorted(set(dead.exclude(hostname__in=alive).values_list("hostname", flat=True)))
 
     # --- host figures (no database) ------------------------------------------------------
