@@ -12,8 +12,8 @@ never silently runs something different from what cron would. (``run_scheduler``
 project's own manage.py with its own interpreter, so the ``cd`` and ``python`` parts are only
 checked, not used.)
 
-A small parser of our own rather than a dependency: the whole grammar is a page, and the
-scheduler needs the flock and redirection parts that general cron libraries do not model.
+Schedules are croniter's; the command part (flock and redirections, which cron libraries do
+not model) is parsed here.
 """
 
 from __future__ import annotations
@@ -21,137 +21,57 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
+
+from croniter import croniter
 
 
 class CronSyntaxError(ValueError):
     """A crontab line the scheduler cannot run exactly as cron would."""
 
 
-_MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
-_DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
-# (name, lowest, highest, names mapped to numbers)
-_FIELDS = (
-    ("minute", 0, 59, {}),
-    ("hour", 0, 23, {}),
-    ("day of month", 1, 31, {}),
-    ("month", 1, 12, {n: i + 1 for i, n in enumerate(_MONTHS)}),
-    ("day of week", 0, 7, {n: i for i, n in enumerate(_DAYS)}),
-)
-_MACROS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
+_FIELD_NAMES = ("minute", "hour", "day of month", "month", "day of week")
+_BACKWARDS = re.compile(r"(\d+)-(\d+)")
 
 
-def _number(token: str, name: str, lo: int, hi: int, names: dict[str, int]) -> int:
-    value = names.get(token.lower())
-    if value is None:
-        if not token.isdigit():
-            raise CronSyntaxError(f"{name}: {token!r} is not a number")
-        value = int(token)
-    if not lo <= value <= hi:
-        raise CronSyntaxError(f"{name}: {value} is outside {lo}-{hi}")
-    return value
-
-
-def _parse_field(text: str, name: str, lo: int, hi: int, names: dict[str, int]) -> set[int]:
-    values: set[int] = set()
-    for item in text.split(","):
-        base, _, step_text = item.partition("/")
-        step = 1
-        if step_text:
-            if not step_text.isdigit() or int(step_text) == 0:
-                raise CronSyntaxError(f"{name}: bad step {step_text!r}")
-            step = int(step_text)
-        if base == "*":
-            start, end = lo, hi
-        elif "-" in base:
-            a, _, b = base.partition("-")
-            start, end = _number(a, name, lo, hi, names), _number(b, name, lo, hi, names)
-            if start > end:
-                raise CronSyntaxError(f"{name}: range {base!r} runs backwards")
-        elif base:
-            start = _number(base, name, lo, hi, names)
-            # "5/15" means 5, 20, 35, 50 as in Vixie cron.
-            end = hi if step_text else start
-        else:
-            raise CronSyntaxError(f"{name}: empty item in {text!r}")
-        values.update(range(start, end + 1, step))
-    return values
+def _check_field(index: int, text: str) -> None:
+    """Validate one field alone, so the error names it (croniter's does not)."""
+    probe = ["*"] * 5
+    probe[index] = text
+    backwards = any(int(a) > int(b) for a, b in _BACKWARDS.findall(text))
+    # croniter reads "5-1" as a wrap-around; cron refuses it, and both read this file.
+    if backwards or not croniter.is_valid(" ".join(probe)):
+        raise CronSyntaxError(f"{_FIELD_NAMES[index]}: {text!r} is not a valid value")
 
 
 @dataclass(frozen=True)
 class CronSchedule:
-    """When a job runs; ``matches`` is evaluated on whole minutes."""
+    """When a job runs (croniter evaluates it); ``matches`` is evaluated on whole minutes.
+    When both day fields are restricted, either one matching is enough, as in cron."""
 
     text: str
-    minutes: frozenset[int]
-    hours: frozenset[int]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]  # 0 = Sunday (7 is folded into 0)
-    day_restricted: bool
-    weekday_restricted: bool
 
     @classmethod
     def parse(cls, text: str) -> CronSchedule:
-        expanded = _MACROS.get(text.strip().lower(), text)
-        if expanded.startswith("@"):
-            raise CronSyntaxError(f"unsupported schedule {text!r}")
-        parts = expanded.split()
+        expression = text.strip()
+        if expression.startswith("@"):
+            if expression.lower() == "@reboot" or not croniter.is_valid(expression):
+                raise CronSyntaxError(f"unsupported schedule {text!r}")
+            return cls(expression)
+        parts = expression.split()
         if len(parts) != 5:
             raise CronSyntaxError(f"a schedule has 5 fields, {text!r} has {len(parts)}")
-        sets = [_parse_field(p, *spec) for p, spec in zip(parts, _FIELDS, strict=True)]
-        weekdays = {0 if d == 7 else d for d in sets[4]}
-        return cls(
-            text=text,
-            minutes=frozenset(sets[0]),
-            hours=frozenset(sets[1]),
-            days=frozenset(sets[2]),
-            months=frozenset(sets[3]),
-            weekdays=frozenset(weekdays),
-            day_restricted=not parts[2].startswith("*"),
-            weekday_restricted=not parts[4].startswith("*"),
-        )
+        for index, part in enumerate(parts):
+            _check_field(index, part)
+        return cls(" ".join(parts))
 
     def matches(self, when: datetime) -> bool:
-        if when.minute not in self.minutes or when.hour not in self.hours:
-            return False
-        if when.month not in self.months:
-            return False
-        day_ok = when.day in self.days
-        weekday_ok = (when.isoweekday() % 7) in self.weekdays
-        # cron's rule: when both day fields are restricted, either one matching is enough.
-        if self.day_restricted and self.weekday_restricted:
-            return day_ok or weekday_ok
-        return day_ok and weekday_ok
+        return croniter.match(self.text, when.replace(second=0, microsecond=0))
 
-    def day_matches(self, day: datetime) -> bool:
-        """Whether any minute of this calendar day can match."""
-        return day.month in self.months and self.matches(
-            day.replace(hour=min(self.hours), minute=min(self.minutes))
-        )
-
-    def next_after(self, when: datetime, limit_days: int = 366 * 5) -> datetime:
+    def next_after(self, when: datetime) -> datetime:
         """The first matching minute strictly after ``when``."""
-        start = when.replace(second=0, microsecond=0) + timedelta(minutes=1)
-        day = start.replace(hour=0, minute=0)
-        for _ in range(limit_days):
-            if self.day_matches(day):
-                for hour in sorted(self.hours):
-                    for minute in sorted(self.minutes):
-                        candidate = day.replace(hour=hour, minute=minute)
-                        if candidate >= start:
-                            return candidate
-            day += timedelta(days=1)
-        raise CronSyntaxError(f"{self.text!r} never runs")
+        return croniter(self.text, when.replace(second=0, microsecond=0)).get_next(datetime)
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ from typing import Any
 import requests
 from django.apps import apps
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import Error
 
 from calendar_sync import metrics
+from calendar_sync.db import drop_connection
 
 log = logging.getLogger(__name__)
 _local = threading.local()
@@ -62,8 +63,9 @@ def record_call(provider: str, operation: str, status: int | None, duration_ms: 
             provider=provider, operation=operation, status_code=status,
             duration_ms=duration_ms, error_kind=error_kind, account_id=account_id,
         )
-    except DatabaseError:
+    except Error:  # InterfaceError too: a connection closed under it is not a DatabaseError
         log.warning("could not record provider call %s %s", provider, operation)
+        drop_connection()
 
 
 def request(method: str, url: str, *, provider: str, operation: str,

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.db import DatabaseError, connection
+from django.db import Error, connection
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def _release_postgres(pair: tuple[int, int]) -> None:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", list(pair))
-    except DatabaseError:
+    except Error:  # InterfaceError too: a connection closed under us is not a DatabaseError
         # The session is gone, and the server released its locks with it.
         log.warning("could not release advisory lock %s", pair)
 

@@ -4,8 +4,10 @@ Each job runs as ``python manage.py COMMAND ARGS`` in a subprocess (a crash or a
 job cannot take the scheduler down, and every run starts with fresh database connections).
 Like the ``flock -n`` in the crontab line, a job whose previous run is still going is skipped,
 and the lock file named in the line is really taken (``fcntl.flock``), so a system cron on the
-same host and this scheduler never run the same job at once. Output goes where the line's
-``>>`` sends it; the scheduler itself logs one line per start, skip and finish.
+same host and this scheduler never run the same job at once. Across hosts, each job takes a
+cluster-wide lock and claims its minute itself (``apps/monitoring/services/jobs.py``), so a
+scheduler may run on every host. Output goes where the line's ``>>`` sends it; the scheduler
+itself logs one line per start, skip and finish.
 """
 
 from __future__ import annotations
@@ -73,9 +75,9 @@ class Scheduler:
     def tick(self, now: datetime) -> list[tuple[CronJob, str]]:
         """Start the jobs due in ``now``'s minute; ``(job, "started"|"running"|"locked")``."""
         self.reap()
-        return [(job, self.start(job)) for job in self.due(_minute(now))]
+        return [(job, self.start(job, _minute(now))) for job in self.due(_minute(now))]
 
-    def start(self, job: CronJob) -> str:
+    def start(self, job: CronJob, minute: datetime | None = None) -> str:
         if job.line_no in self.running:
             since = time.monotonic() - self.running[job.line_no].started
             log.warning("skipped %s: the previous run is still going (%.0fs)", job.describe(),
@@ -89,7 +91,7 @@ class Scheduler:
         try:
             process = subprocess.Popen(
                 [self.python, str(self.manage_py), job.command, *job.args],
-                cwd=self.manage_py.parent, env=self.env,
+                cwd=self.manage_py.parent, env=self._job_env(minute),
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                 pass_fds=(lock_fd,) if lock_fd is not None else (),
                 start_new_session=True,  # a Ctrl-C to the scheduler does not hit jobs directly
@@ -146,7 +148,7 @@ class Scheduler:
             for job in self.due(minute):
                 if job.line_no not in seen:
                     seen.add(job.line_no)
-                    self.start(job)
+                    self.start(job, minute)
             minute += timedelta(minutes=1)
 
     def shutdown(self, grace: float) -> None:
@@ -168,6 +170,13 @@ class Scheduler:
             while self.running and time.monotonic() < end:
                 self.reap()
                 time.sleep(0.1)
+
+    def _job_env(self, minute: datetime | None) -> dict[str, str]:
+        # The slot a job runs for: with schedulers on several hosts, the one that claims the
+        # slot first runs it (apps/monitoring/services/jobs.py), even if started late.
+        if minute is None:
+            return self.env
+        return {**self.env, "CALENDAR_SYNC_JOB_SLOT": minute.isoformat()}
 
     # --- lock and log files -----------------------------------------------------------------
     def _lock(self, job: CronJob) -> int | None | bool:

@@ -7,6 +7,7 @@ runs (``settings.X`` at call time), never at import, so ``override_settings`` wo
 
 from __future__ import annotations
 
+import socket
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -196,6 +197,13 @@ WORKER_CONCURRENCY = envint("WORKER_CONCURRENCY", 4, minimum=1, maximum=32)
 # skip NOTIFYs that follow one too closely (the receivers throttle theirs).
 WORKER_NOTIFY_FOLLOW_UP_SECONDS = envfloat("WORKER_NOTIFY_FOLLOW_UP_SECONDS", 0.15)
 WORKER_HEARTBEAT_STALE_SECONDS = envint("WORKER_HEARTBEAT_STALE_SECONDS", 180)
+# A worker with no successful loop step for this long (the database unreachable, a bug)
+# exits non-zero so that its supervisor restarts it; it touches WORKER_ALIVE_FILE after every
+# successful step (the container health check reads its age).
+WORKER_MAX_STALL_SECONDS = envint("WORKER_MAX_STALL_SECONDS", 300, minimum=10)
+WORKER_ALIVE_FILE = env("WORKER_ALIVE_FILE", "")
+# How often each worker checks that the scheduler still runs health checks.
+WORKER_WATCH_SECONDS = envfloat("WORKER_WATCH_SECONDS", 30.0)
 
 # --- Polling -------------------------------------------------------------------------------
 POLL_INTERVAL_SECONDS = envint("POLL_INTERVAL_SECONDS", 900, minimum=30)
@@ -280,6 +288,17 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "calendar-sync@localhost")
 
 HEALTH_CHECK_INTERVAL_SECONDS = envint("HEALTH_CHECK_INTERVAL_SECONDS", 300)
 HEALTH_DEGRADED_CHECK_INTERVAL_SECONDS = envint("HEALTH_DEGRADED_CHECK_INTERVAL_SECONDS", 120)
+# Scheduled jobs may run on every host; runs are recorded under this name.
+CLUSTER_HOST_NAME = env("CLUSTER_HOST_NAME", socket.gethostname())[:128]
+# The workers raise `scheduler_stale` when the every-minute health-check job has not run for
+# this long (two missed slots plus a minute for the run itself).
+SCHEDULER_STALE_AFTER_SECONDS = envint("SCHEDULER_STALE_AFTER_SECONDS", 180, minimum=60)
+# /webhooks/health/ fails when the last completed health check is older than this (three
+# healthy intervals: a missed check or two is not an outage of the monitor).
+HEALTH_CHECK_MAX_AGE_SECONDS = envint("HEALTH_CHECK_MAX_AGE_SECONDS", 900, minimum=60)
+# External dead man's switch (healthchecks.io, Cronitor): URL/start, URL, URL/fail are pinged
+# around every health-check run; empty: off.
+HEALTHCHECK_PING_URL = env("HEALTHCHECK_PING_URL", "").rstrip("/")
 # The status rules table; every threshold is a setting.
 HEALTH_THRESHOLDS = {
     "subscription_health_healthy": envfloat("HEALTH_SUBSCRIPTION_HEALTHY_PCT", 95.0),

@@ -5,6 +5,7 @@ from apps.monitoring.models import (
     AutoFallback,
     HealthSnapshot,
     Incident,
+    JobRun,
     ProviderApiCall,
 )
 
@@ -50,3 +51,10 @@ class AlertDeliveryAdmin(admin.ModelAdmin):
 class AutoFallbackAdmin(admin.ModelAdmin):
     list_display = ("calendar", "reason", "created_at")
     raw_id_fields = ("calendar",)
+
+
+@admin.register(JobRun)
+class JobRunAdmin(admin.ModelAdmin):
+    list_display = ("job", "slot", "host", "outcome", "started_at", "finished_at", "summary")
+    list_filter = ("job", "outcome", "host")
+    date_hierarchy = "started_at"

@@ -108,3 +108,39 @@ class AutoFallback(models.Model):
     )
     reason = models.CharField(max_length=64)
     created_at = models.DateTimeField(default=timezone.now)
+
+
+class JobRunQuerySet(models.QuerySet):
+    def unfinished(self) -> JobRunQuerySet:
+        return self.filter(finished_at__isnull=True)
+
+    def finished(self) -> JobRunQuerySet:
+        return self.filter(finished_at__isnull=False)
+
+
+class JobRun(models.Model):
+    """One run of a scheduled job on some host. ``(job, slot)`` is unique: the row is the claim
+    that makes each scheduled minute run once across every host that runs the schedule."""
+
+    class Outcome(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        # The process died mid-run (found when the job's lock was free again).
+        INTERRUPTED = "interrupted", "Interrupted"
+
+    job = models.CharField(max_length=64)
+    slot = models.DateTimeField()
+    host = models.CharField(max_length=128)
+    pid = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.RUNNING)
+    summary = models.CharField(max_length=255, blank=True, default="")
+
+    objects = JobRunQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "slot"], name="jobrun_job_slot")]
+        indexes = [models.Index(fields=["job", "-started_at"], name="jobrun_latest_idx"),
+                   models.Index(fields=["started_at"], name="jobrun_started_idx")]

@@ -13,8 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
+from django.utils import timezone
 
 CHECK_DEADLINE_SECONDS = 0.8
 PROBE_KEY_SECONDS = 10  # a probe's key, if its delete is lost, expires on its own
@@ -82,7 +84,26 @@ def close_sessions() -> None:
         future.result(timeout=5)
 
 
-CHECKS = (("database", _database_in_thread, True), ("cache", probe_cache, False))
+def _health_check_fresh() -> None:
+    """Fail when the last completed health check is older than HEALTH_CHECK_MAX_AGE_SECONDS:
+    nothing is alerting then (no scheduler runs). None yet (a fresh install) passes."""
+    from apps.monitoring.services.schedule import state  # the monitor's own record
+
+    try:
+        last = state()["last_run_at"]
+    finally:
+        connection.close()
+    age = (timezone.now() - last).total_seconds() if last else 0
+    if age > settings.HEALTH_CHECK_MAX_AGE_SECONDS:
+        raise StaleHealthCheck(f"last health check {int(age)} s ago")
+
+
+class StaleHealthCheck(RuntimeError):
+    pass
+
+
+CHECKS = (("database", _database_in_thread, True), ("cache", probe_cache, False),
+          ("health_check_age", _health_check_fresh, True))
 
 
 def run_checks() -> list[CheckResult]:

@@ -3,12 +3,14 @@ engine (none runs here) — the compose CLI's own `config`, and the project for 
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -191,3 +193,23 @@ def test_the_app_trusts_the_network_nginx_forwards_from():
         compose["x-app"]["environment"]["WEBHOOK_TRUSTED_PROXIES"]).split(",")]
     assert "edge" in compose["services"]["nginx"]["networks"]
     assert subnets and all(any(s.subnet_of(t) for t in trusted) for s in subnets)
+
+
+@needs_compose
+def test_the_worker_container_is_unhealthy_when_its_worker_stops_making_progress(
+        config, tmp_path):
+    worker = config["services"]["worker"]
+    alive = worker["environment"]["WORKER_ALIVE_FILE"]
+    test = worker["healthcheck"]["test"]
+    assert not worker["healthcheck"].get("disable") and test[0] == "CMD-SHELL"
+    script = test[1].replace("$$", "$").replace(alive, str(tmp_path / "alive"))
+
+    def check() -> int:
+        return subprocess.run(["sh", "-c", script], timeout=10).returncode
+
+    assert check() != 0  # never touched: no step has succeeded
+    (tmp_path / "alive").touch()
+    assert check() == 0
+    old = time.time() - 600
+    os.utime(tmp_path / "alive", (old, old))
+    assert check() != 0  # ten minutes without a successful step

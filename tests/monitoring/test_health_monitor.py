@@ -52,7 +52,7 @@ def test_the_whole_check_costs_a_handful_of_queries(live_worker, calendar,
                                                     django_assert_max_num_queries):
     subs = make_subscriptions(calendar, 3)
     make_notifications(subs[0], 5)
-    with django_assert_max_num_queries(11):  # 11th: the kill switch row
+    with django_assert_max_num_queries(13):  # the kill switch row, the job runs
         get_system_health()
 
 
@@ -242,3 +242,21 @@ def test_rejected_requests_and_stale_calendars_are_reported(live_worker, setting
     assert health["metrics"]["notifications"]["rejected_notifications_24h"] == 7
     assert health["metrics"]["calendars"]["calendars_behind_staleness_limit"] == 1
     assert any("POLL_STALENESS_SECONDS" in r for r in health["recommendations"])
+
+
+def test_a_host_whose_worker_died_is_alerted_until_a_worker_runs_there_again(calendar):
+    from apps.webhooks.models import WorkerHeartbeat
+
+    now = timezone.now()
+    for worker_id, seen in (("host-a:1:aa", now), ("host-b:2:bb", now - timedelta(minutes=10))):
+        beat(worker_id, at=seen)  # host-b's worker was killed: no clean stop
+        WorkerHeartbeat.objects.filter(worker_id=worker_id).update(
+            hostname=worker_id.split(":")[0])
+    health = get_system_health()
+    assert keys(health).get("worker_host_lost") == "warning"
+    assert health["status"] == "healthy"  # host-a carries the load
+    assert "host-b" in next(a["title"] for a in health["alerts"]
+                            if a["key"] == "worker_host_lost")
+    beat("host-b:3:cc", at=now)  # restarted there
+    WorkerHeartbeat.objects.filter(worker_id="host-b:3:cc").update(hostname="host-b")
+    assert "worker_host_lost" not in keys(get_system_health())

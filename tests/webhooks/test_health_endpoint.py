@@ -18,7 +18,7 @@ def test_it_passes_with_database_and_cache_up(client):
     assert response["Content-Type"] == "application/health+json"
     body = response.json()
     assert body["status"] == "pass"
-    assert set(body["checks"]) == {"database", "cache"}
+    assert set(body["checks"]) == {"database", "cache", "health_check_age"}
 
 
 @pytest.mark.django_db

@@ -1,9 +1,11 @@
 """What both provider clients share: access tokens kept fresh, one authorized request path
 with a single refresh-and-retry on 401, and network failures mapped to ``Transient``.
 
-Token refresh happens under a row lock on the account so that two workers never spend the same
-Microsoft refresh token (it rotates on every use; the loser would see ``invalid_grant`` and
-wrongly mark a healthy account ``reauth_required``). The lock is held for one token call.
+Token refresh happens under the account's advisory lock (``calendar_sync/locks.py``) so that
+two workers never spend the same Microsoft refresh token (it rotates on every use; the loser
+would see ``invalid_grant`` and wrongly mark a healthy account ``reauth_required``). Only other
+refreshers wait for it: no transaction and no row lock is held across the token call, so a slow
+identity provider never blocks the other writers of the account row (backoff, status).
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ from apps.calendars.providers.errors import (
     parse_retry_after,
 )
 from calendar_sync import http
+from calendar_sync.locks import advisory_lock
 
+# The advisory lock namespace of token refreshes ("CSTK"), keyed by the account id.
+TOKEN_LOCK_NAMESPACE = 0x4353544B
 _TOKEN_FIELDS = ("access_token", "refresh_token", "token_expires_at")
 
 
@@ -100,8 +105,14 @@ class AuthorizedClient(ProviderClient):
             _apply_grant(self.account, grant)
             return self.account.access_token
         error: ProviderError | None = None
-        with transaction.atomic():
-            row = CalendarAccount.objects.select_for_update().get(pk=self.account.pk)
+        # Long enough for another process's token call (connect + read timeouts) to finish.
+        wait = settings.PROVIDER_CONNECT_TIMEOUT_SECONDS + settings.PROVIDER_READ_TIMEOUT_SECONDS
+        with advisory_lock(TOKEN_LOCK_NAMESPACE, self.account.pk, wait=wait) as held:
+            if not held:
+                raise Transient(f"{self.label} account {self.account.pk}: a token refresh "
+                                "elsewhere is taking too long")
+            # Read after taking the lock: a refresh that finished meanwhile is seen here.
+            row = CalendarAccount.objects.get(pk=self.account.pk)
             if row.status != CalendarAccount.Status.ACTIVE:
                 error = AuthRevoked(f"{self.label} account {row.pk} is {row.status}")
             elif row.access_token != stale and _is_fresh(row.access_token, row.token_expires_at):
@@ -112,8 +123,7 @@ class AuthorizedClient(ProviderClient):
                 except ProviderError as exc:  # raised after the block so the call row stays
                     error = exc
                 else:
-                    _apply_grant(row, grant)
-                    row.save(update_fields=[*_TOKEN_FIELDS, "updated_at"])
+                    row = _store_grant(row.pk, row.refresh_token, grant)
         for name in (*_TOKEN_FIELDS, "status"):
             setattr(self.account, name, getattr(row, name))
         if error is not None:
@@ -186,6 +196,18 @@ def _is_fresh(token: str, expires_at: datetime | None) -> bool:
         return False
     margin = timedelta(seconds=settings.PROVIDER_TOKEN_REFRESH_MARGIN_SECONDS)
     return expires_at - margin > timezone.now()
+
+
+def _store_grant(pk: int, spent: str, grant: oauth.TokenGrant) -> CalendarAccount:
+    """Save the grant unless the account was reconnected during the token call (its new
+    tokens win: ours came from the chain the reconnection replaced). The row lock lasts
+    only this read-compare-write, never the HTTP call."""
+    with transaction.atomic():
+        row = CalendarAccount.objects.select_for_update().get(pk=pk)
+        if row.refresh_token == spent:
+            _apply_grant(row, grant)
+            row.save(update_fields=[*_TOKEN_FIELDS, "updated_at"])
+    return row
 
 
 def _apply_grant(account: CalendarAccount, grant: oauth.TokenGrant) -> None:

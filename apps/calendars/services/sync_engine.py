@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import Error, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -39,6 +39,7 @@ from apps.calendars.providers.errors import (
 )
 from apps.calendars.services.accounts import mark_reauth_required
 from calendar_sync import metrics
+from calendar_sync.db import drop_connection
 from calendar_sync.locks import advisory_lock
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,8 @@ def _sync_locked(calendar: Calendar, *, force_full: bool) -> SyncResult:
         result = _apply(calendar, page, changes, bad, kind)
     except ProviderError as exc:
         return _provider_failure(calendar, exc, kind)
+    except Error:
+        raise  # the database failed, not the sync: nothing can be recorded; the caller heals
     except Exception as exc:  # noqa: BLE001 - recorded, and the caller retries
         log.exception("sync of calendar %s crashed", calendar.pk)
         _record_failure(calendar, f"{type(exc).__name__}: {exc}")
@@ -313,5 +316,6 @@ def _record_failure(calendar: Calendar, message: str) -> None:
         Calendar.objects.filter(pk=calendar.pk).update(
             last_sync_error=message[:2000], sync_failure_count=F("sync_failure_count") + 1
         )
-    except DatabaseError:
+    except Error:  # InterfaceError too
+        drop_connection()
         log.warning("could not record the sync failure of calendar %s", calendar.pk)

@@ -138,6 +138,8 @@ RECOVERED = {
     "notification_success_rate": "Notifications are processed successfully again.",
     "notification_backlog": "The notification backlog has drained.",
     "worker_stale": "A notification worker is heartbeating again.",
+    "worker_host_lost": "The lost host's worker is back, or its record has aged out.",
+    "scheduler_stale": "Health checks run again: a scheduler is back.",
     "accounts_reauth_required": "No account needs re-authorization any more.",
     "provider_api_errors": "Provider API errors are back to normal.",
     "disk_space_low": "Disk space is back above the limit.",

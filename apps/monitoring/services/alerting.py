@@ -163,6 +163,27 @@ class AlertManager:
             log.exception("alerting stopped: the database failed during the run")
         return self.summary
 
+    def report(self, alert: dict) -> AlertingSummary:
+        """One condition seen by a watcher outside the health check (the workers watching
+        the scheduler): open or update its incident, leaving every other incident alone."""
+        incident = Incident.objects.filter(key=alert["key"], resolved_at__isnull=True).first()
+        if incident is None:
+            self._open(alert)
+        else:
+            self._update(incident, alert)
+        return self.summary
+
+    def resolve(self, key: str) -> AlertingSummary:
+        """That watcher's condition is over: resolve its open incident at once (it cannot
+        flap: it is over when the event it waited for happened)."""
+        incident = Incident.objects.filter(key=key, resolved_at__isnull=True).first()
+        if incident is not None:
+            Incident.objects.filter(pk=incident.pk, clear_since__isnull=True).update(
+                clear_since=self.now)
+            incident.clear_since = incident.clear_since or self.now
+            self._resolve(incident)
+        return self.summary
+
     # --- incident transitions ------------------------------------------------------------
 
     def _open(self, alert: dict) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.db import DatabaseError
 
 from apps.monitoring.models import HealthSnapshot
-from apps.monitoring.services import schedule
+from apps.monitoring.services import schedule, watchdog
 from apps.monitoring.services.alert_content import human_duration
 from apps.monitoring.services.alerting import AlertingSummary, AlertManager
 from apps.monitoring.services.health_monitor import get_system_health
@@ -44,19 +44,31 @@ def run_health_check(send_alerts: bool, act: bool = False,
     """Measure and record; ``act`` runs the automatic responses, ``send_alerts`` delivers.
 
     A run that is not ``scheduled`` (an operator looking) leaves the check's schedule alone:
-    otherwise it would postpone cron's next check, the one that responds and alerts.
+    otherwise it would postpone cron's next check, the one that responds and alerts. Only a run that
+    counts pings the external dead man's switch, so a look by hand cannot hide a
+    stopped scheduler.
     """
-    health = get_system_health()
-    if act or scheduled:
-        responses = respond(health, act=act)
-    else:
-        responses = ResponseResult(health["status"], actions=[
-            "observed only: no automatic response, schedule untouched (--respond acts)"])
-    alerting = AlertManager().process(health) if send_alerts else None
-    if alerting is not None:
-        # Kept with the snapshot: the dashboard shows a run whose every delivery failed.
-        health = {**health, "alert_delivery": alerting.as_record()}
-    _record(health, mark_schedule=act or scheduled or send_alerts)
+    counts = act or scheduled or send_alerts
+    if counts:
+        watchdog.ping("/start")
+    try:
+        health = get_system_health()
+        if act or scheduled:
+            responses = respond(health, act=act)
+        else:
+            responses = ResponseResult(health["status"], actions=[
+                "observed only: no automatic response, schedule untouched (--respond acts)"])
+        alerting = AlertManager().process(health) if send_alerts else None
+        if alerting is not None:
+            # Kept with the snapshot: the dashboard shows a run whose every delivery failed.
+            health = {**health, "alert_delivery": alerting.as_record()}
+        _record(health, mark_schedule=counts)
+    except Exception:
+        if counts:
+            watchdog.ping("/fail")
+        raise
+    if counts:
+        watchdog.ping()
     return CheckRun(health, responses, alerting)
 
 

@@ -19,6 +19,7 @@ from django.db import DatabaseError
 from django.db.models import Avg, Count, Max, Min, Q, Sum
 from django.utils import timezone
 
+from apps.monitoring.services import jobs
 from apps.monitoring.services.health_rules import evaluate, recommend
 from apps.webhooks.health import probe_cache, probe_database
 
@@ -57,6 +58,7 @@ class HealthMonitor:
                 "calendars": self._calendars(),
                 "infrastructure": {**infrastructure, **self._workers()},
                 "rollout": self._rollout(),
+                "jobs": jobs.last_runs(self.now),
             }
         except DatabaseError as exc:
             # The class only: driver messages can carry host names and user names.
@@ -242,7 +244,20 @@ class HealthMonitor:
             "workers_alive": agg["alive"],
             "worker_heartbeat_age_seconds": _age(self.now, agg["latest"]),
             "last_worker_stopped_at": agg["stopped"].isoformat() if agg["stopped"] else None,
+            "hosts_lost": self._hosts_lost(fresh_after),
         }
+
+    def _hosts_lost(self, fresh_after: datetime) -> list[str]:
+        """Hosts whose worker died (no clean stop) within the hour and has not come back
+        there: the cluster runs short of a host even while other workers are alive. After an
+        hour it is history (a container replaced after a crash never comes back by name)."""
+        from apps.webhooks.models import WorkerHeartbeat
+
+        running = WorkerHeartbeat.objects.filter(stopped_at__isnull=True)
+        alive = running.filter(last_seen_at__gte=fresh_after).values("hostname")
+        dead = running.filter(last_seen_at__lt=fresh_after,
+                              last_seen_at__gte=self.now - timedelta(hours=1))
+        return sorted(set(dead.exclude(hostname__in=alive).values_list("hostname", flat=True)))
 
     # --- host figures (no database) ------------------------------------------------------
 

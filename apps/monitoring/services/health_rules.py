@@ -132,6 +132,13 @@ def _operational_alerts(metrics: dict, t: dict) -> list[dict]:
             "worker_stale", CRITICAL if waiting else WARNING, "No live notification worker",
             f"{last_worker_seen(infra)}; {waiting} notifications waiting.",
             infra["worker_heartbeat_age_seconds"], affects_status=bool(waiting)))
+    lost = infra.get("hosts_lost") or []
+    if lost and infra["workers_alive"]:
+        alerts.append(_alert(
+            "worker_host_lost", WARNING, f"Worker lost on {', '.join(lost)}",
+            f"The worker on {', '.join(lost)} stopped without shutting down (host down or "
+            f"killed); {infra['workers_alive']} worker(s) elsewhere carry the load.",
+            len(lost), affects_status=False))
     reauth = calendars["accounts_reauth_required"]
     if reauth:
         alerts.append(_alert(
@@ -217,6 +224,10 @@ RECOMMENDATIONS = {
                                  "at provider API errors.",
     "notification_backlog": "Check that `process_notifications` workers run and keep up.",
     "worker_stale": "Start or restart the `process_notifications` worker.",
+    "scheduler_stale": "Start `python manage.py run_scheduler` (or cron with the crontab) on "
+                       "at least one host; every host may run it.",
+    "worker_host_lost": "Restart the host's processes (gunicorn, worker, scheduler), or "
+                        "remove it from the load balancer.",
     "accounts_reauth_required": "Ask the owners of the accounts marked 're-authorization "
                                 "required' to connect them again.",
     "provider_api_errors": "Check the provider's status page and the API error kinds.",

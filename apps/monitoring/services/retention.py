@@ -1,5 +1,6 @@
-"""Retention of the monitoring tables: provider API call records, health snapshots, incidents;
-and of the process records around them: worker heartbeats, expired Django sessions.
+"""Retention of the monitoring tables: provider API call records, health snapshots, incidents,
+scheduled job runs; and of the process records around them: worker heartbeats, expired Django
+sessions.
 
 Open incidents and their deliveries are never deleted, whatever their age. Resolved incidents
 are history an operator reads after the fact, so they are kept as long as failed notifications
@@ -15,6 +16,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from apps.monitoring.models import AlertDelivery, HealthSnapshot, Incident, ProviderApiCall
+from apps.monitoring.services.jobs import expired_job_runs
 from apps.webhooks.services.cleanup import cutoffs
 from calendar_sync.purge import Progress, PurgeResult, purge
 
@@ -51,6 +53,7 @@ def purge_monitoring_data(days: int, *, dry_run: bool = False, batch_size: int |
         # Deliveries first, in their own batches, so an incident's cascade stays small.
         ("alert deliveries", expired_deliveries(days, now)),
         ("incidents", expired_incidents(days, now)),
+        ("job runs", expired_job_runs(days, now)),
     )
     return [purge(label, qs, size, dry_run=dry_run, progress=progress) for label, qs in targets]
 

@@ -20,9 +20,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import Error
 
 from apps.webhooks.models import RuntimeSetting
+from calendar_sync.db import drop_connection
 
 if TYPE_CHECKING:
     from apps.calendars.models import Calendar
@@ -50,7 +51,8 @@ def runtime_override() -> bool | None:
     try:
         row = RuntimeSetting.objects.filter(key=KILL_SWITCH_KEY).values_list("value", flat=True)
         stored = row.first()
-    except DatabaseError:
+    except Error:  # InterfaceError too; the next query reconnects
+        drop_connection()
         # Keep the last known value rather than flapping while the database is away.
         return _cached[1]
     value = _parse_switch(stored)

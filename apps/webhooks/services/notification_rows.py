@@ -119,14 +119,28 @@ def reclaim_stuck() -> int:
     cutoff = timezone.now() - timedelta(seconds=settings.WORKER_VISIBILITY_TIMEOUT_SECONDS)
     stuck = WebhookNotification.objects.filter(
         processing_status=Status.PROCESSING, claimed_at__lt=cutoff)
-    failed = stuck.filter(attempts__gte=settings.WORKER_MAX_ATTEMPTS - 1).update(
-        processing_status=Status.FAILED, attempts=F("attempts") + 1,
-        processed_at=timezone.now(), error="abandoned by a worker (visibility timeout)",
-    )
-    back = stuck.update(
-        processing_status=Status.PENDING, attempts=F("attempts") + 1, claimed_by="",
-        claimed_at=None, next_attempt_at=None, error="reclaimed after the visibility timeout",
-    )
+    back, failed = _give_back(stuck, "visibility timeout")
     if failed or back:
         log.warning("reclaimed %d stuck notification(s), %d failed for good", back, failed)
     return back + failed
+
+
+def hand_back(worker_id: str) -> int:
+    """The live worker's own claimed rows back to pending after a database error interrupted
+    it (an attempt is counted), at once instead of after the visibility timeout."""
+    mine = WebhookNotification.objects.filter(processing_status=Status.PROCESSING,
+                                              claimed_by=worker_id)
+    return sum(_give_back(mine, "handed back after a database error"))
+
+
+def _give_back(rows: QuerySet, why: str) -> tuple[int, int]:
+    """(back to pending, failed for good): attempts + 1 on each."""
+    failed = rows.filter(attempts__gte=settings.WORKER_MAX_ATTEMPTS - 1).update(
+        processing_status=Status.FAILED, attempts=F("attempts") + 1,
+        processed_at=timezone.now(), error=f"abandoned by a worker ({why})",
+    )
+    back = rows.update(
+        processing_status=Status.PENDING, attempts=F("attempts") + 1, claimed_by="",
+        claimed_at=None, next_attempt_at=None, error=f"reclaimed: {why}",
+    )
+    return back, failed

@@ -15,7 +15,8 @@ PostgreSQL. One step:
    syncing elsewhere or its account is backing off.
 
 The row state changes are in ``notification_rows.py``. Rows left in ``processing`` longer than
-WORKER_VISIBILITY_TIMEOUT_SECONDS (a worker died) are reclaimed.
+WORKER_VISIBILITY_TIMEOUT_SECONDS (a worker died) are reclaimed; a live worker whose database
+connection broke hands its own rows back as soon as the database answers again.
 The worker sleeps on PostgreSQL ``LISTEN calendar_sync_notifications`` (the receivers NOTIFY
 in the transaction that stores a row) with a WORKER_IDLE_POLL_SECONDS fallback, and on
 SQLite simply polls.
@@ -34,9 +35,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import Error, connection
 from django.db.models import Min
 from django.utils import timezone
 
@@ -46,14 +48,20 @@ from apps.webhooks.services import coalescing
 from apps.webhooks.services import notification_rows as claims
 from apps.webhooks.services.wakeup import Wakeup
 from calendar_sync import metrics
+from calendar_sync.db import drop_connection
 
 log = logging.getLogger(__name__)
 
 Status = WebhookNotification.Status
 
 
+class WorkerStalled(RuntimeError):
+    """No step succeeded for WORKER_MAX_STALL_SECONDS: exit so the supervisor restarts us."""
+
+
 def make_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"[:128]
+    host = settings.CLUSTER_HOST_NAME or socket.gethostname()
+    return f"{host}:{os.getpid()}:{random.getrandbits(32):08x}"[:128]
 
 
 @dataclass
@@ -88,6 +96,9 @@ class NotificationWorker:
         self._last_reclaim = 0.0
         self._last_beat = 0.0
         self._follow_up_until = 0.0
+        self._last_progress = time.monotonic()
+        self._owe_hand_back = False  # rows claimed before a database error are still ours
+        self._last_watch = 0.0
 
     # --- one step ---------------------------------------------------------------------------
     def handle_one(self) -> BatchReport | None:
@@ -204,6 +215,8 @@ class NotificationWorker:
               started: float) -> CalendarOutcome:
         try:
             result = sync_calendar_id(calendar_id)
+        except Error:
+            raise  # the loop reconnects and hands these rows back
         except Exception as exc:  # noqa: BLE001 - the rows carry the error and retry
             log.exception("sync of calendar %s raised", calendar_id)
             status = claims.retry(self.worker_id, rows, f"{type(exc).__name__}: {exc}", None)
@@ -247,14 +260,20 @@ class NotificationWorker:
         self.wakeup.wake()
 
     def run(self, *, once: bool = False,
-            on_batch: Callable[[BatchReport], None] | None = None) -> int:
+            on_batch: Callable[[BatchReport], None] | None = None,
+            watch: Callable[[], None] | None = None) -> int:
         """Loop until stopped (``once``: until nothing is due, held-back bursts included).
-        Returns the number of rows processed."""
+        ``watch`` is called every WORKER_WATCH_SECONDS (the scheduler watchdog). Returns the
+        number of rows processed; raises ``WorkerStalled`` when no step succeeds for
+        WORKER_MAX_STALL_SECONDS."""
         try:
             if not once:
                 self.wakeup.listen()
             while not self.stopping:
                 report, wait = self._step(once)
+                self._check_progress()
+                if watch is not None and not once:
+                    self._maybe_watch(watch)
                 if report and on_batch:
                     on_batch(report)
                 if report:
@@ -265,7 +284,7 @@ class NotificationWorker:
         finally:
             try:
                 self.beat(stopped=True)
-            except DatabaseError:
+            except Error:
                 log.warning("could not record the worker's stop")
             self.wakeup.close()
         return self.processed
@@ -273,26 +292,54 @@ class NotificationWorker:
     def _step(self, once: bool) -> tuple[BatchReport | None, float | None]:
         """One turn of the loop: (the batch processed, or None and how long to sleep)."""
         try:
+            if self._owe_hand_back:
+                self._hand_back()
             self._maybe_reclaim()
             self._maybe_beat()
             report = self.handle_one()
-            if report:
-                return report, None
             horizon = (max(settings.WORKER_COALESCE_SECONDS,
                            settings.WORKER_BURST_MAX_WAIT_SECONDS) if once
                        else settings.WORKER_IDLE_POLL_SECONDS)
-            return None, self.seconds_until_due(horizon)
+            wait = None if report else self.seconds_until_due(horizon)
         except Exception as exc:
             if once:
                 raise
-            # A long-running worker outlives a database restart or one unexpected error: the
-            # rows it held are reclaimed after the visibility timeout.
-            if isinstance(exc, DatabaseError):
-                log.error("database error in the worker loop: %s", exc)
-                connection.close()
+            # A long-running worker outlives a database restart or one unexpected error.
+            # Any database error (InterfaceError included: "connection already closed" is not
+            # a DatabaseError) drops the connection; the next step reconnects and first hands
+            # back the rows this worker had claimed.
+            if isinstance(exc, Error):
+                log.error("database error in the worker loop (%s): reconnecting",
+                          type(exc).__name__)
+                self._owe_hand_back = True
+                drop_connection()
             else:
                 log.exception("unexpected error in the worker loop")
             return None, settings.WORKER_IDLE_POLL_SECONDS
+        self._last_progress = time.monotonic()
+        return report, wait
+
+    def _hand_back(self) -> None:
+        count = claims.hand_back(self.worker_id)
+        self._owe_hand_back = False
+        if count:
+            log.warning("handed back %d notification(s) claimed before a database error", count)
+
+    def _check_progress(self) -> None:
+        stalled = time.monotonic() - self._last_progress
+        if stalled > settings.WORKER_MAX_STALL_SECONDS:
+            raise WorkerStalled(f"no progress for {stalled:.0f} s")
+
+    def _maybe_watch(self, watch: Callable[[], None]) -> None:
+        if time.monotonic() - self._last_watch < settings.WORKER_WATCH_SECONDS:
+            return
+        self._last_watch = time.monotonic()
+        try:
+            watch()
+        except Exception as exc:  # noqa: BLE001 - watching must never stop the processing
+            log.warning("watchdog failed (%s)", type(exc).__name__)
+            if isinstance(exc, Error):
+                drop_connection()
 
     def _sleep(self, seconds: float) -> None:
         # Senders may coalesce their NOTIFYs (the receivers send at most one per 50 ms per
@@ -310,6 +357,8 @@ class NotificationWorker:
         if time.monotonic() - self._last_beat >= 1.0:
             self._last_beat = time.monotonic()
             self.beat()
+            if settings.WORKER_ALIVE_FILE:  # for the container health check
+                Path(settings.WORKER_ALIVE_FILE).touch()
 
     def _maybe_reclaim(self) -> None:
         every = max(1.0, settings.WORKER_VISIBILITY_TIMEOUT_SECONDS / 4)

@@ -4,13 +4,14 @@ heartbeats and expired sessions in batches."""
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from apps.monitoring.management.scheduled_command import ScheduledCommand
 from apps.monitoring.services.retention import purge_monitoring_data, purge_process_records
 from apps.webhooks.services.cleanup import purge_webhook_data
 
 
-class Command(BaseCommand):
+class Command(ScheduledCommand):
     help = ("Delete webhook/monitoring rows older than --days in primary-key batches "
             "(failed notifications and resolved incidents: CLEANUP_KEEP_FAILED_DAYS; "
             "pending work and open incidents: never).")
@@ -21,11 +22,13 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=None,
                             help="rows per batch (default CLEANUP_BATCH_SIZE)")
 
-    def handle(self, *args, days: int, dry_run: bool, batch_size: int | None, **options):
-        if days < 1:
+    def validate(self, options: dict) -> None:
+        if options["days"] < 1:
             raise CommandError("--days must be at least 1")
-        if batch_size is not None and batch_size < 1:
+        if options["batch_size"] is not None and options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1")
+
+    def handle(self, *args, days: int, dry_run: bool, batch_size: int | None, **options):
         keep_failed = max(days, settings.CLEANUP_KEEP_FAILED_DAYS)
         self.stdout.write(f"{'dry run: ' if dry_run else ''}removing rows older than {days} "
                           f"days (failed notifications, resolved incidents: {keep_failed} days)")

@@ -10,8 +10,7 @@ import json
 import logging
 import sys
 
-from django.core.management.base import BaseCommand
-
+from apps.monitoring.management.scheduled_command import ScheduledCommand
 from apps.monitoring.services import schedule
 from apps.monitoring.services.checks import format_summary, run_health_check
 
@@ -22,9 +21,10 @@ EPILOG = ("exit status: 0 healthy, 1 degraded, 2 critical, 3 the check itself co
           "--if-due when not due: 0")
 
 
-class Command(BaseCommand):
+class Command(ScheduledCommand):
     help = ("Check the webhook system's health and report it; --respond runs the automatic "
             "responses, --send-alerts delivers incidents.")
+    reporting_exit_codes = frozenset({1, 2})  # degraded, critical: the check itself ran
 
     def create_parser(self, prog_name, subcommand, **kwargs):
         return super().create_parser(prog_name, subcommand, epilog=EPILOG, **kwargs)
@@ -38,6 +38,10 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the JSON document.")
         parser.add_argument("--if-due", action="store_true",
                             help="Return at once unless the stored check interval has elapsed.")
+
+    def job_name(self, options: dict) -> str:
+        # The every-minute check and the daily report are separate jobs with their own slots.
+        return "health_check" if options["if_due"] else "health_report"
 
     def handle(self, *args, **options) -> None:
         if options["if_due"]:

@@ -10,14 +10,14 @@ import signal
 import time
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
-from django.db import DatabaseError, connection
+from django.db import Error, connection
 
 from apps.calendars.services.polling import poll_due_calendars
+from apps.monitoring.management.scheduled_command import ScheduledCommand
 from apps.webhooks.services.polling_policy import push_coverage, silent_subscriptions
 
 
-class Command(BaseCommand):
+class Command(ScheduledCommand):
     help = "Sync calendars not covered by healthy push, stale ones, and those of silent channels."
 
     def add_arguments(self, parser):
@@ -30,7 +30,7 @@ class Command(BaseCommand):
         while True:
             try:
                 self._poll_once()
-            except DatabaseError as exc:
+            except Error as exc:  # InterfaceError too (a connection closed under it)
                 if options["once"]:
                     raise
                 # The long-running poller outlives a database restart: next pass, reconnected.

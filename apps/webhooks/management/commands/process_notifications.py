@@ -1,5 +1,8 @@
 """`process_notifications [--once]`: the notification worker (see services/worker.py).
 
+It also watches the scheduler (``scheduler_stale``) and exits 1 when it cannot make progress
+for WORKER_MAX_STALL_SECONDS, so that its supervisor restarts it.
+
 SIGTERM / SIGINT stop it after the batch in hand. ``-v 2`` prints one line per calendar synced.
 """
 
@@ -7,9 +10,11 @@ from __future__ import annotations
 
 import signal
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
-from apps.webhooks.services.worker import BatchReport, NotificationWorker
+from apps.monitoring.services.watchdog import watch_scheduler
+from apps.webhooks.services.worker import BatchReport, NotificationWorker, WorkerStalled
 
 
 class Command(BaseCommand):
@@ -27,8 +32,13 @@ class Command(BaseCommand):
         verbose = options["verbosity"] >= 2
         self.stdout.write(f"worker {worker.worker_id} started", ending="\n")
         self.stdout.flush()
-        processed = worker.run(once=options["once"],
-                               on_batch=self._print_batch if verbose else None)
+        started = timezone.now()
+        try:
+            processed = worker.run(once=options["once"],
+                                   on_batch=self._print_batch if verbose else None,
+                                   watch=lambda: watch_scheduler(started))
+        except WorkerStalled as exc:  # exit 1: the supervisor restarts the worker
+            raise CommandError(f"worker {worker.worker_id} stopped: {exc}") from exc
         self.stdout.write(f"worker {worker.worker_id} stopped after {processed} notification(s)")
 
     def _print_batch(self, report: BatchReport) -> None:

@@ -7,13 +7,14 @@ failed is counted as "failed" and retried with backoff by a later run.
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError
+from django.core.management.base import CommandError
+from django.db import Error
 
+from apps.monitoring.management.scheduled_command import ScheduledCommand
 from apps.webhooks.services.subscriptions import run_maintenance
 
 
-class Command(BaseCommand):
+class Command(ScheduledCommand):
     help = "Renew due push channels, repair failed ones, create missing ones, stop unwanted ones."
 
     def add_arguments(self, parser):
@@ -23,7 +24,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         try:
             summary = run_maintenance(dry_run=options["dry_run"])
-        except DatabaseError as exc:
+        except Error as exc:
             raise CommandError(f"subscription maintenance could not run: {exc}") from exc
         for line in summary.lines():
             self.stdout.write(line)
