@@ -48,7 +48,8 @@ def watch_scheduler(watching_since: datetime, now: datetime | None = None) -> bo
         "key": STALE_KEY, "level": "critical", "value": age, "affects_status": True,
         "title": "No health check is running",
         "message": (f"No health check has run for {human_duration(age)}: no scheduler "
-                    "(run_scheduler or cron) is running anywhere, so nothing alerts, maintains or cleans up. "
+                    "(run_scheduler or cron) is running anywhere, so nothing alerts, maintains "
+                    "or cleans up. "
                     "Start `python manage.py run_scheduler` on at least one host."),
     })
     return True
