@@ -25,6 +25,14 @@ _POLL_SECONDS = 0.05
 # (namespace, key) -> (holding thread, depth): the in-process stand-in for other databases.
 _held: dict[tuple[int, int], tuple[int, int]] = {}
 _guard = threading.Lock()
+# How many PostgreSQL advisory locks this thread's session holds (Django connections are
+# per thread). While it is above zero the session must not be swapped for a new one.
+_session = threading.local()
+
+
+def session_locks_held() -> int:
+    """Advisory locks held by this thread's database session."""
+    return getattr(_session, "count", 0)
 
 
 @contextmanager
@@ -39,11 +47,15 @@ def advisory_lock(namespace: int, key: int, *, wait: float = 0.0) -> Iterator[bo
     while not acquired and time.monotonic() < deadline:
         time.sleep(_POLL_SECONDS)
         acquired = try_once(pair)
+    if acquired and postgres:
+        _session.count = session_locks_held() + 1
     try:
         yield acquired
     finally:
         if acquired:
             (_release_postgres if postgres else _release_local)(pair)
+            if postgres:
+                _session.count = session_locks_held() - 1
 
 
 def _try_postgres(pair: tuple[int, int]) -> bool:

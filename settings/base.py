@@ -20,6 +20,7 @@ from settings.env import (
     envfloat,
     envint,
     envlist,
+    envnetworks,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -131,7 +132,7 @@ WEBHOOK_RATE_LIMIT_MAX_REQUESTS = envint("WEBHOOK_RATE_LIMIT_MAX_REQUESTS", 100,
 WEBHOOK_RATE_LIMIT_WINDOW_SECONDS = envint("WEBHOOK_RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1)
 # Peers whose X-Forwarded-For is believed when rate limiting per client address (the reverse
 # proxy in front of gunicorn). Anyone else's X-Forwarded-For is ignored.
-WEBHOOK_TRUSTED_PROXIES = envlist("WEBHOOK_TRUSTED_PROXIES", ["127.0.0.1", "::1"])
+WEBHOOK_TRUSTED_PROXIES = envnetworks("WEBHOOK_TRUSTED_PROXIES", ["127.0.0.1", "::1"])
 # Unknown channels remembered per client address and day (a forger's random ids stop being
 # recorded past this), and orphan stop calls per account and day (provider quota spent on
 # channels we did not create).

@@ -6,6 +6,7 @@ the variable, not silently fall back to a default that hides the mistake in prod
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from urllib.parse import parse_qs, unquote, urlparse
@@ -80,6 +81,19 @@ def envlist(name: str, default: list[str] | None = None) -> list[str]:
     if raw is None:
         return list(default or [])
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def envnetworks(name: str, default: list[str]) -> list[str]:
+    """A comma-separated list of IP addresses or CIDR ranges, each checked here so that a typo
+    stops start-up instead of failing requests later."""
+    values = envlist(name, default)
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ImproperEnvironment(
+                f"{name}: {value!r} is not an IP address or CIDR range") from None
+    return values
 
 
 def require(name: str) -> str:

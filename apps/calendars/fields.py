@@ -31,13 +31,24 @@ def fernet() -> MultiFernet:
 class Undecryptable(str):
     """What a stored value that no configured key decrypts reads as: an empty string (no
     usable token) that says so, so the model can act on it (``CalendarAccount.from_db``)
-    instead of every query that loads the row raising."""
+    instead of every query that loads the row raising. It keeps the stored text: saving the
+    row writes it back unchanged, so a host with a wrong key never destroys tokens that the
+    right key still opens."""
+
+    ciphertext: str
+
+    def __new__(cls, ciphertext: str) -> Undecryptable:
+        value = super().__new__(cls, "")
+        value.ciphertext = ciphertext
+        return value
 
 
 class EncryptedTextField(models.TextField):
     """Stores ``Fernet(value)``; reads back the plain text. Empty stays empty."""
 
     def get_prep_value(self, value: str | None) -> str | None:
+        if isinstance(value, Undecryptable):
+            return value.ciphertext
         value = super().get_prep_value(value)
         if value in (None, ""):
             return value
@@ -49,4 +60,4 @@ class EncryptedTextField(models.TextField):
         try:
             return fernet().decrypt(value.encode()).decode()
         except InvalidToken:
-            return Undecryptable()
+            return Undecryptable(value)

@@ -69,11 +69,14 @@ class CalendarAccount(models.Model):
         return account
 
     def _drop_unreadable_tokens(self, db: str) -> None:
-        """Tokens no configured key decrypts (the key was removed before rotation): useless
-        for good, so the account waits for its user to reconnect, said once in the log."""
-        changes = {"access_token": "", "refresh_token": "", "token_expires_at": None}
-        if self.__dict__.get("status") != self.Status.DISABLED:
-            changes.update(status=self.Status.REAUTH_REQUIRED, last_error=TOKENS_UNREADABLE)
+        """Tokens no configured key decrypts (a key removed before rotation, or a host with a
+        wrong key): the account waits for its user to reconnect, said once in the log. The
+        stored tokens are left as they are: restoring the right key brings them back."""
+        if self.__dict__.get("status") == self.Status.DISABLED or (
+                self.__dict__.get("status") == self.Status.REAUTH_REQUIRED
+                and self.__dict__.get("last_error") == TOKENS_UNREADABLE):
+            return
+        changes = {"status": self.Status.REAUTH_REQUIRED, "last_error": TOKENS_UNREADABLE}
         type(self)._base_manager.using(db).filter(pk=self.pk).update(
             updated_at=timezone.now(), **changes)
         self.__dict__.update({k: v for k, v in changes.items() if k in self.__dict__})

@@ -91,8 +91,9 @@ def _health_check_fresh() -> None:
 
     try:
         last = state()["last_run_at"]
-    finally:
-        connection.close()
+    except Exception:
+        connection.close()  # a broken session: the next probe on this thread starts afresh
+        raise
     age = (timezone.now() - last).total_seconds() if last else 0
     if age > settings.HEALTH_CHECK_MAX_AGE_SECONDS:
         raise StaleHealthCheck(f"last health check {int(age)} s ago")

@@ -44,3 +44,15 @@ def test_the_lock_is_released_when_the_work_raises():
         raise RuntimeError("sync crashed")
 
     assert not held_elsewhere(7, 42)
+
+
+def test_a_reconnect_asked_for_while_a_lock_is_held_never_gives_the_lock_away():
+    from calendar_sync.db import drop_connection
+
+    with advisory_lock(7, 44) as held:
+        assert held
+        drop_connection()  # e.g. recording a provider call failed mid-sync
+        assert held_elsewhere(7, 44)  # the session, and its lock, are still this holder's
+    drop_connection()  # outside the lock it does reconnect
+    assert connection.connection is None
+    assert not held_elsewhere(7, 44)

@@ -61,6 +61,18 @@ def test_a_token_no_key_decrypts_marks_the_account_for_reconnection(google_calen
     assert caplog.text.count("cannot be decrypted") == 1  # said once, not on every load
 
 
+def test_a_host_with_a_wrong_key_never_destroys_the_stored_tokens(google_account, settings):
+    right_key = settings.FIELD_ENCRYPTION_KEY
+    settings.FIELD_ENCRYPTION_KEY = [Fernet.generate_key().decode()]
+    account = CalendarAccount.objects.get(pk=google_account.pk)
+    account.save()  # e.g. an admin edit on the misconfigured host
+
+    settings.FIELD_ENCRYPTION_KEY = right_key
+    restored = CalendarAccount.objects.get(pk=google_account.pk)
+    assert (restored.access_token, restored.refresh_token) == ("ya29.access", "1//refresh")
+    assert restored.status == "reauth_required"  # the user is asked once; the tokens survive
+
+
 def test_rotation_re_encrypts_every_token_so_the_old_key_can_go(google_account, settings):
     old_key = settings.FIELD_ENCRYPTION_KEY[0]
     new_key = Fernet.generate_key().decode()

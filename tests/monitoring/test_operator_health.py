@@ -100,3 +100,18 @@ def test_a_plain_check_changes_nothing_but_reports(live_worker):
     assert not WebhookSubscription.objects.filter(status="suspended").exists()
     assert not Calendar.objects.filter(fallback_polling_enabled=True).exists()
     assert schedule.state()["last_run_at"] is None  # cron's next check is not postponed
+
+
+def test_a_check_that_cannot_run_exits_3_without_the_error_text(monkeypatch, caplog):
+    secret = "https://hooks.slack.example/services/T000/B000/XXXXsecretXXXX"
+
+    def broken() -> dict:
+        raise RuntimeError(f"could not reach {secret}")
+
+    monkeypatch.setattr("apps.monitoring.services.checks.get_system_health", broken)
+    err = StringIO()
+    with pytest.raises(SystemExit) as exit_:
+        call_command("webhook_health_check", stderr=err)
+    assert exit_.value.code == 3
+    assert "RuntimeError" in err.getvalue() and "--traceback" in err.getvalue()
+    assert "secret" not in err.getvalue() and "secret" not in caplog.text

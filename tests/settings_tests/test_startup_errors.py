@@ -35,6 +35,7 @@ def run(*args: str, module: str = "settings.development", program: tuple = ("man
     ("LOG_FORMAT", "yaml", "LOG_FORMAT must be one of text, json"),
     ("LOG_LEVEL", "verbose", "LOG_LEVEL must be one of"),
     ("WORKER_RETRY_BASE_SECONDS", "-1", "WORKER_RETRY_BASE_SECONDS must be a number >= 0"),
+    ("WEBHOOK_TRUSTED_PROXIES", "nginx", "WEBHOOK_TRUSTED_PROXIES: 'nginx' is not an IP"),
 ])
 def test_a_malformed_setting_is_one_line_and_a_non_zero_exit(variable, value, named):
     out = run("check", **{variable: value})

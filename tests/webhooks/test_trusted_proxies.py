@@ -4,13 +4,13 @@ ranges, and a forwarding peer that is not trusted is remembered for validate_dep
 from __future__ import annotations
 
 import pytest
-from django.core.exceptions import ImproperlyConfigured
 from django.test import RequestFactory
 from test_google_receiver import URL, google_headers
 from webhook_cases import reset_receiver_state
 
 from apps.monitoring.services import validation
 from apps.webhooks.services import ratelimit
+from settings.env import ImproperEnvironment, envnetworks
 
 pytestmark = pytest.mark.django_db
 
@@ -51,10 +51,20 @@ def test_clients_behind_a_trusted_range_get_their_own_rate_limit_bucket(client, 
     assert other.status_code == 404  # a different client is not held to the flood's bucket
 
 
-def test_a_malformed_trusted_proxy_names_the_setting(settings):
-    settings.WEBHOOK_TRUSTED_PROXIES = ["172.30.0.0/99"]
-    with pytest.raises(ImproperlyConfigured, match="WEBHOOK_TRUSTED_PROXIES"):
-        ratelimit.is_trusted_proxy("172.30.0.1")
+def test_a_malformed_trusted_proxy_is_refused_at_start_up_naming_the_setting(monkeypatch):
+    monkeypatch.setenv("WEBHOOK_TRUSTED_PROXIES", "172.30.0.0/24, nginx")
+    with pytest.raises(ImproperEnvironment, match="WEBHOOK_TRUSTED_PROXIES: 'nginx'"):
+        envnetworks("WEBHOOK_TRUSTED_PROXIES", [])
+
+
+def test_a_malformed_value_set_at_run_time_trusts_no_proxy_and_never_answers_500(
+        client, settings):
+    settings.WEBHOOK_TRUSTED_PROXIES = ["nginx"]
+    response = send(client, "forged", 1, "198.51.100.9", "172.30.0.3")
+    assert response.status_code == 404
+    request = RequestFactory().post("/", REMOTE_ADDR="172.30.0.3",
+                                    HTTP_X_FORWARDED_FOR="198.51.100.9")
+    assert ratelimit.client_ip(request) == "172.30.0.3"
 
 
 def test_validate_deployment_warns_about_an_untrusted_forwarding_peer(client, settings):

@@ -27,10 +27,10 @@ def rotate_tokens() -> RotationSummary:
     """Re-encrypt every stored token with the first configured key."""
     summary = RotationSummary()
     accounts = CalendarAccount.objects.exclude(access_token="", refresh_token="").order_by("pk")
-    for account in accounts.only("pk", "provider", "status", "access_token",
+    for account in accounts.only("pk", "provider", "status", "last_error", "access_token",
                                  "refresh_token").iterator(chunk_size=BATCH_SIZE):
         if not account.access_token and not account.refresh_token:
-            summary.unreadable += 1  # dropped while loading: nothing left to encrypt
+            summary.unreadable += 1  # no key opens them: left as stored, account flagged
             continue
         with transaction.atomic():
             # Written through the field, which encrypts with the first key.

@@ -174,9 +174,15 @@ def is_trusted_proxy(address: str) -> bool:
     """Whether ``address`` is in WEBHOOK_TRUSTED_PROXIES (addresses or CIDR ranges)."""
     try:
         ip = ipaddress.ip_address(address)
+        networks = _trusted_networks(tuple(settings.WEBHOOK_TRUSTED_PROXIES))
     except ValueError:
         return False
-    return any(ip in net for net in _trusted_networks(tuple(settings.WEBHOOK_TRUSTED_PROXIES)))
+    except ImproperlyConfigured:
+        # Checked at start-up (settings.env.envnetworks); a bad value set later trusts nobody
+        # rather than failing the request.
+        logger.error("WEBHOOK_TRUSTED_PROXIES is malformed: trusting no proxy")
+        return False
+    return any(ip in net for net in networks)
 
 
 def note_forwarding_peer(request: HttpRequest) -> None:
