@@ -19,6 +19,7 @@ from django.db import DatabaseError
 from django.db.models import Avg, Count, Max, Min, Q, Sum
 from django.utils import timezone
 
+from apps.monitoring.services import slo
 from apps.monitoring.services.health_rules import evaluate, recommend
 from apps.webhooks.health import probe_cache, probe_database
 
@@ -57,17 +58,20 @@ class HealthMonitor:
                 "calendars": self._calendars(),
                 "infrastructure": {**infrastructure, **self._workers()},
             }
+            slo_block = slo.slo_document(self.now)
         except DatabaseError as exc:
             # The class only: driver messages can carry host names and user names.
             log.error("health check: database unreachable (%s)", type(exc).__name__)
             infrastructure["database_healthy"] = False
             metrics = {"subscriptions": {}, "notifications": {}, "api_performance": {},
                        "calendars": {}, "infrastructure": infrastructure}
-        status, alerts = evaluate(metrics, self.thresholds)
+            slo_block = {"availability": None, "freshness": None}
+        status, alerts = evaluate(metrics, self.thresholds, slo.burn_alerts(slo_block))
         return {
             "timestamp": self.now.isoformat(),
             "status": status,
             "metrics": metrics,
+            "slo": slo_block,
             "alerts": alerts,
             "recommendations": recommend(metrics, alerts),
         }
@@ -264,27 +268,17 @@ def urgent_reason(now: datetime | None = None) -> str | None:
     """A critical condition that should not wait for the next scheduled check, looked for with
     a few indexed queries on every cron call (every minute).
 
-    A dead worker only shows after WORKER_HEARTBEAT_STALE_SECONDS and a success-rate collapse
-    after some notifications have failed: adding a 5-minute check interval on top of either
-    would break the promise of an alert within 5 minutes. Both use the full check's own
+    A dead worker only shows after WORKER_HEARTBEAT_STALE_SECONDS and an SLO's fast burn
+    after some requests or changes have gone bad: adding a 5-minute check interval on top of
+    either would break the promise of an alert within 5 minutes. Both use the full check's own
     definitions, so the check this triggers reports the same condition.
     """
     from apps.webhooks.models import WebhookNotification, WorkerHeartbeat
 
     now = now or timezone.now()
-    t = settings.HEALTH_THRESHOLDS
     fresh_after = now - timedelta(seconds=settings.WORKER_HEARTBEAT_STALE_SECONDS)
     alive = WorkerHeartbeat.objects.filter(stopped_at__isnull=True,
                                            last_seen_at__gte=fresh_after).exists()
     if not alive and WebhookNotification.objects.filter(processing_status__in=WAITING).exists():
         return "no live worker while notifications wait"
-    recent = WebhookNotification.objects.filter(
-        received_at__gte=now - timedelta(seconds=t["success_rate_window_seconds"])
-    ).aggregate(ok=Count("id", filter=Q(processing_status__in=DONE)),
-                failed=Count("id", filter=Q(processing_status="failed")))
-    finished = recent["ok"] + recent["failed"]
-    if finished >= t["success_rate_min_sample"]:
-        rate = _pct(recent["ok"], finished)
-        if rate is not None and rate < t["success_rate_critical"]:
-            return f"notification success rate at {rate}%"
-    return None
+    return slo.fast_burn_reason(now)
