@@ -19,7 +19,7 @@ from django.apps import apps
 from django.conf import settings
 from django.db import DatabaseError
 
-from calendar_sync import metrics
+from calendar_sync import metrics, sli
 
 log = logging.getLogger(__name__)
 _local = threading.local()
@@ -64,6 +64,8 @@ def record_call(provider: str, operation: str, status: int | None, duration_ms: 
         )
     except DatabaseError:
         log.warning("could not record provider call %s %s", provider, operation)
+    failed = bool(error_kind) and error_kind not in sli.EXPECTED_ERROR_KINDS
+    sli.record(provider, api_calls=1, api_errors=int(failed), api_ms_sum=duration_ms)
 
 
 def request(method: str, url: str, *, provider: str, operation: str,

@@ -35,7 +35,10 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LAG_BOUNDS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 0)
 COUNT_FIELDS = ("requests_ok", "requests_failed", "changes", "changes_fresh",
                 "notifications_received", "notifications_ok", "notifications_failed",
-                "processing_ms_sum", "processing_count")
+                "processing_ms_sum", "processing_count", "api_calls", "api_errors", "api_ms_sum")
+# Answers that are part of the protocols' normal flow, not provider errors: a 404 for an event
+# already deleted, a 410 asking for a full sync.
+EXPECTED_ERROR_KINDS = ("not_found", "cursor_expired")
 REQUEST_KINDS = ("requests_ok", "requests_failed", "notifications_received")
 # Cache keys are per minute; the flush looks this far back (a longer outage of the health
 # check loses nothing older than the keys' lifetime, which is longer still).

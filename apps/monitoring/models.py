@@ -142,6 +142,10 @@ class SliRollup(models.Model):
     notifications_failed = models.PositiveBigIntegerField(db_default=0)
     processing_ms_sum = models.PositiveBigIntegerField(db_default=0)
     processing_count = models.PositiveBigIntegerField(db_default=0)
+    # Provider API calls (errors: not the protocols' expected answers, see http.py).
+    api_calls = models.PositiveBigIntegerField(db_default=0)
+    api_errors = models.PositiveBigIntegerField(db_default=0)
+    api_ms_sum = models.PositiveBigIntegerField(db_default=0)
 
     class Meta:
         constraints = [

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.db import DatabaseError
 
 from apps.monitoring.models import HealthSnapshot
-from apps.monitoring.services import schedule
+from apps.monitoring.services import rollups, schedule
 from apps.monitoring.services.alerting import AlertingSummary, AlertManager
 from apps.monitoring.services.health_monitor import get_system_health
 from apps.monitoring.services.responses import ResponseResult, respond
@@ -56,6 +56,8 @@ def _record(health: dict) -> None:
             document=health,
         )
         schedule.mark_run(health["status"])
+        rollups.record_status(health["status"])
+        rollups.prune()
     except DatabaseError:
         log.warning("could not store the health snapshot")
 

@@ -7,7 +7,8 @@ and its short window burn faster than its threshold: the long window says it mat
 one that it is still happening (so the alert resolves soon after the problem does).
 
 Reads: minute rows for windows up to 6 h (at most 360 per provider), hour rows for the longer
-ones (at most 24 per provider and day), and one indexed count of waiting notifications.
+ones (at most 24 per provider and day). A change counts when its notification finishes (a
+notification still waiting is the backlog rule's and the worker rule's business).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from apps.monitoring.models import SliRollup
@@ -75,28 +76,7 @@ def window_tallies(now: datetime | None = None,
                 tallies[name][label] = Tally(
                     good=sums[f"{label}__{good}"] or 0,
                     total=sum(sums[f"{label}__{f}"] or 0 for f in totals))
-    _add_waiting_changes(now, tallies["freshness"], wanted)
     return tallies
-
-
-def _add_waiting_changes(now: datetime, tallies: dict[str, Tally], wanted) -> None:
-    """Notifications still waiting past the freshness limit are stale changes already: count
-    them now (they are counted once more only instead of this, when they finish)."""
-    from apps.webhooks.models import WebhookNotification
-
-    late = now - timedelta(seconds=settings.SLO_FRESHNESS_SECONDS)
-    spans = {label: timedelta(minutes=n) for label, n in SHORT_WINDOWS.items()}
-    spans.update({label: timedelta(hours=n) for label, n in LONG_WINDOWS.items()})
-    spans[budget_window_label()] = timedelta(days=settings.SLO_BUDGET_WINDOW_DAYS)
-    spans = {label: span for label, span in spans.items() if label in tallies}
-    if not spans:
-        return
-    counts = WebhookNotification.objects.filter(
-        processing_status__in=("pending", "processing"), kind="change", received_at__lt=late,
-    ).aggregate(**{label: Count("id", filter=Q(received_at__gte=now - span))
-                   for label, span in spans.items()})
-    for label, n in counts.items():
-        tallies[label].total += n
 
 
 def burn_rate(tally: Tally, objective: float) -> float | None:
@@ -179,3 +159,27 @@ def fast_burn_reason(now: datetime | None = None) -> str | None:
             if rule["level"] == "critical" and rule["long"] in labels and _fires(burns, rule):
                 return f"{name} SLO burning {burns[rule['long']]:.1f}x over {rule['long']}"
     return None
+
+
+def daily_burn(now: datetime | None = None) -> dict:
+    """Each SLO's burn rate per day over the budget window, oldest first (None: no traffic
+    that day): the dashboard's burn chart. Reads the window's hour rows."""
+    now = now or timezone.now()
+    days = settings.SLO_BUDGET_WINDOW_DAYS
+    today = sli.hour_of(now).replace(hour=0)
+    slots = [today - timedelta(days=d) for d in range(days - 1, -1, -1)]
+    fields = {f for good, totals in SLIS.values() for f in (good, *totals)}
+    per_day: dict[datetime, dict[str, int]] = {}
+    for row in (SliRollup.objects.filter(resolution=SliRollup.Resolution.HOUR,
+                                         bucket__gte=slots[0])
+                .values("bucket", *fields)):
+        day = per_day.setdefault(row["bucket"].replace(hour=0), dict.fromkeys(fields, 0))
+        for f in fields:
+            day[f] += row[f]
+    burns: dict[str, list[float | None]] = {}
+    for name, objective in objectives().items():
+        good, totals = SLIS[name]
+        burns[name] = [
+            _round(burn_rate(Tally(per_day[d][good], sum(per_day[d][f] for f in totals)),
+                             objective)) if d in per_day else None for d in slots]
+    return {"days": [d.isoformat() for d in slots], **burns}

@@ -88,11 +88,13 @@ def record_finished(rows: list[WebhookNotification], status: str, now: datetime,
     fresh = sum(status == Status.COMPLETED
                 and sli.is_fresh((now - r.received_at).total_seconds()) for r in changes)
     failed = status == Status.FAILED
+    timed = ms is not None and status == Status.COMPLETED
     sli.record(rows[0].provider, now, changes=len(changes), changes_fresh=fresh,
                notifications_ok=0 if failed else len(rows),
                notifications_failed=len(rows) if failed else 0,
-               processing_ms_sum=(ms or 0) * len(rows) if ms is not None else 0,
-               processing_count=len(rows) if ms is not None else 0)
+               # The average processing time is that of completed work.
+               processing_ms_sum=(ms or 0) * len(rows) if timed else 0,
+               processing_count=len(rows) if timed else 0)
     if ms is not None:
         sli.record_calendar(rows[0].subscription.calendar_id, rows[0].provider, len(rows), ms,
                             now)

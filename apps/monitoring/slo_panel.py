@@ -1,0 +1,53 @@
+"""What the dashboard page's SLO section draws: one card per SLO (SLI and burn rate per
+window, budget left), the daily burn charts and the 7-day status history strip."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from apps.monitoring.charts import burn_chart
+from apps.monitoring.services import rollups, slo
+
+TITLES = {"availability": "Availability (requests acknowledged)",
+          "freshness": "Freshness (changes visible within the limit)"}
+HISTORY_CELL, HISTORY_GAP = 6, 1
+# Below this share of the budget left, the figure is shown as a warning.
+BUDGET_LOW = 0.25
+
+
+def _pct(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(100 * value, digits)
+
+
+def slo_cards(block: dict) -> list[dict]:
+    cards = []
+    for name, objective in slo.objectives().items():
+        data = block.get(name) or {}
+        remaining = data.get("error_budget_remaining")
+        cards.append({
+            "name": name, "title": TITLES[name], "objective_pct": _pct(objective),
+            "block": bool(data), "budget_window": slo.budget_window_label(),
+            "budget_pct": _pct(remaining, 1), "budget_low": remaining is not None
+            and remaining < BUDGET_LOW,
+            "windows": [{"label": label, "sli_pct": _pct(value),
+                         "burn": data["burn_rate"][label]}
+                        for label, value in data.get("sli", {}).items()],
+        })
+    return cards
+
+
+def status_strip(now: datetime | None = None) -> dict:
+    hours = rollups.status_history(now)
+    step = HISTORY_CELL + HISTORY_GAP
+    return {"width": len(hours) * step, "cell": HISTORY_CELL,
+            "cells": [{**h, "x": i * step} for i, h in enumerate(hours)]}
+
+
+def slo_context(health: dict) -> dict:
+    """The page context of the SLO section (reads the budget window's hour rows, the 7 days'
+    status hours)."""
+    burns = burn_chart(slo.daily_burn())
+    for chart in burns:
+        chart["empty_text"] = "no traffic in the budget window"
+    return {"slo_cards": slo_cards(health.get("slo") or {}), "burn_charts": burns,
+            "status_history": status_strip()}
