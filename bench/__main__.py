@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Each module exposes main() -> int and prints its own figures.
-BENCHMARKS = ["receivers", "sync"]
+BENCHMARKS = ["receivers", "sync", "workers", "scale"]
 
 
 def main(argv: list[str]) -> int:
