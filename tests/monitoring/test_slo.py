@@ -223,3 +223,31 @@ def test_the_page_shows_both_slos_the_budget_burn_and_a_week_of_status(client, s
     history = html[start:html.index("</svg>", start)]
     assert history.count("<rect") == 7 * 24
     assert history.count('class="healthy"') == 1 and history.count('class="degraded"') == 1
+
+
+@pytest.mark.parametrize("provider", ["google", "microsoft"])
+@pytest.mark.parametrize(("polled_after", "fresh"), [(timedelta(seconds=0), 1),
+                                                     (timedelta(minutes=3), 0)])
+def test_a_change_seen_only_by_polling_minutes_later_is_stale(sandbox, user, provider,
+                                                              polled_after, fresh):
+    from sync_support import Writer, connect, remote_account
+
+    from apps.calendars.models import Calendar
+    from apps.calendars.services.polling import poll_due_calendars
+    from apps.calendars.services.sync_engine import sync_calendar
+    from apps.monitoring.models import ChangeLagBucket
+
+    remote = remote_account(sandbox.url, provider, f"late-{provider}@example.com")
+    _, (calendar,) = connect(user, remote)
+    sync_calendar(calendar)  # the first (full) sync: old events are not changes
+    Writer(sandbox.url, remote).create(remote.calendar_ids[0], "lunch")
+    Calendar.objects.filter(pk=calendar.pk).update(
+        next_sync_at=None, last_synced_at=datetime.now(UTC) - timedelta(hours=1))
+    with time_machine.travel(datetime.now(UTC) + polled_after):
+        poll_due_calendars()
+    total = SliRollup.objects.get(resolution="total", provider=provider)
+    assert (total.changes, total.changes_fresh) == (1, fresh)
+    # The lag histogram: within seconds (the provider's times may be whole seconds), or in the
+    # (120 s, 300 s] bucket: three minutes late.
+    bound = ChangeLagBucket.objects.get(provider=provider).le_seconds
+    assert bound <= 5 if fresh else bound == 300
