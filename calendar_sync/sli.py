@@ -44,6 +44,7 @@ REQUEST_KINDS = ("requests_ok", "requests_failed", "notifications_received")
 # check loses nothing older than the keys' lifetime, which is longer still).
 FLUSH_LOOKBACK_MINUTES = 180
 CACHE_KEY_TTL = 24 * 3600
+FLUSH_LOCK, FLUSH_LOCK_SECONDS = "sli:flush-lock", 60
 
 _pending: Counter = Counter()  # (minute iso, provider, kind) -> n, when the cache was down
 _pending_lock = threading.Lock()
@@ -61,11 +62,12 @@ def is_fresh(lag_seconds: float) -> bool:
     return lag_seconds <= settings.SLO_FRESHNESS_SECONDS
 
 
-def record(provider: str, at: datetime | None = None, **counts: int) -> None:
-    """Add ``counts`` (fields of SliRollup) to the minute, hour and total rows of ``at``."""
+def record(provider: str, at: datetime | None = None, **counts: int) -> bool:
+    """Add ``counts`` (fields of SliRollup) to the minute, hour and total rows of ``at``.
+    False if the database refused them."""
     counts = {k: int(v) for k, v in counts.items() if v}
     if not counts:
-        return
+        return True
     at = at or timezone.now()
     model = apps.get_model("monitoring", "SliRollup")
     table = connection.ops.quote_name(model._meta.db_table)
@@ -81,7 +83,7 @@ def record(provider: str, at: datetime | None = None, **counts: int) -> None:
                                (EPOCH, "total")):
         params += [connection.ops.adapt_datetimefield_value(bucket), resolution, provider[:16],
                    *(counts[f] for f in fields)]
-    _execute(sql, params, "SLI counts")
+    return _execute(sql, params, "SLI counts")
 
 
 def record_lags(provider: str, lags: Iterable[float], at: datetime | None = None) -> None:
@@ -130,7 +132,7 @@ def record_calendar(calendar_id: int, provider: str, notifications: int, ms: int
                    float(ms)], "calendar rollup")
 
 
-def _execute(sql: str, params: list, what: str) -> None:
+def _execute(sql: str, params: list, what: str) -> bool:
     try:
         if connection.in_atomic_block:
             with transaction.atomic(), connection.cursor() as cursor:  # a savepoint
@@ -140,6 +142,8 @@ def _execute(sql: str, params: list, what: str) -> None:
                 cursor.execute(sql, params)
     except (DatabaseError, InterfaceError) as exc:
         log.warning("%s not recorded: %s", what, type(exc).__name__)
+        return False
+    return True
 
 
 # --- the receivers' availability counts: cache first, then the process ------------------------
@@ -176,8 +180,11 @@ def _add(minute: str, provider: str, kind: str, n: int) -> None:
 
 def _cache_add(minute: str, provider: str, kind: str, n: int) -> None:
     key = _cache_key(minute, provider, kind)
-    if not cache.add(key, n, CACHE_KEY_TTL):
-        cache.incr(key, n)
+    try:
+        cache.incr(key, n)  # the common case (this minute's key exists): one round trip
+    except ValueError:  # no such key yet
+        if not cache.add(key, n, CACHE_KEY_TTL):
+            cache.incr(key, n)
 
 
 def _pending_to_cache() -> None:
@@ -196,28 +203,48 @@ def _pending_to_cache() -> None:
             return
 
 
-def flush_requests(now: datetime | None = None, providers: Iterable[str] = ()) -> int:
+def flush_requests(now: datetime | None = None) -> int:
     """Move the counted requests (cache and this process) into the rollups. Returns how many
-    requests were moved. Safe to run concurrently: what is moved is subtracted, not cleared."""
-    now = now or timezone.now()
+    requests were moved. One flush at a time (a lock in the cache): the health check and a
+    scrape may both call it, and what one moves is subtracted only after it is written."""
     moved = _flush_process()
-    providers = list(providers) or list(settings.SLO_PROVIDERS)
+    try:
+        if not cache.add(FLUSH_LOCK, 1, FLUSH_LOCK_SECONDS):
+            return moved  # another process is flushing right now
+    except Exception:  # noqa: BLE001 - the cache is down: its counts wait for the next flush
+        return moved
+    try:
+        return moved + _flush_cache(now or timezone.now())
+    finally:
+        try:
+            cache.delete(FLUSH_LOCK)
+        except Exception:  # noqa: BLE001 - it expires by itself
+            pass
+
+
+def _flush_cache(now: datetime) -> int:
     start = minute_of(now)
     minutes = [(start - timedelta(minutes=i)).isoformat() for i in range(FLUSH_LOOKBACK_MINUTES)]
-    keys = [_cache_key(m, p, k) for m in minutes for p in providers for k in REQUEST_KINDS]
+    keys = [_cache_key(m, p, k) for m in minutes for p in settings.SLO_PROVIDERS
+            for k in REQUEST_KINDS]
     try:
         found = cache.get_many(keys)
     except Exception:  # noqa: BLE001 - the cache is down: its counts wait for the next flush
-        return moved
+        return 0
+    moved = 0
     for key, n in found.items():
         if not n:
             continue
         _, kind, provider, minute = key.split(":", 3)
+        # Written first, subtracted after: a database that refuses loses nothing (only a cache
+        # failing between the two could count these twice).
+        if not record(provider, datetime.fromisoformat(minute), **{kind: n}):
+            break
         try:
             cache.decr(key, n)
-        except Exception:  # noqa: BLE001 - not subtracted: leave it for the next flush
-            continue
-        record(provider, datetime.fromisoformat(minute), **{kind: n})
+        except Exception:  # noqa: BLE001
+            log.warning("SLI counts flushed but not subtracted from the cache")
+            break
         moved += n if kind != "notifications_received" else 0
     return moved
 
@@ -228,6 +255,9 @@ def _flush_process() -> int:
         _pending.clear()
     moved = 0
     for (minute, provider, kind), n in pending.items():
-        record(provider, datetime.fromisoformat(minute), **{kind: n})
-        moved += n if kind != "notifications_received" else 0
+        if record(provider, datetime.fromisoformat(minute), **{kind: n}):
+            moved += n if kind != "notifications_received" else 0
+        else:  # the database refused: keep it for later
+            with _pending_lock:
+                _pending[(minute, provider, kind)] += n
     return moved

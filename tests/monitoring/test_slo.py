@@ -251,3 +251,15 @@ def test_a_change_seen_only_by_polling_minutes_later_is_stale(sandbox, user, pro
     # (120 s, 300 s] bucket: three minutes late.
     bound = ChangeLagBucket.objects.get(provider=provider).le_seconds
     assert bound <= 5 if fresh else bound == 300
+
+
+def test_with_the_cache_down_too_the_process_keeps_the_counts_until_it_answers(settings):
+    working = settings.CACHES
+    settings.CACHES = {"default": {**working["default"], "LOCATION": "redis://127.0.0.1:1/0"}}
+    sli.count_request("google", 503)
+    sli.count_request("google", 503)
+    settings.CACHES = working
+    sli.count_request("google", 200)  # the cache answers again: the process hands over
+    sli.flush_requests()
+    total = SliRollup.objects.get(resolution="total", provider="google")
+    assert (total.requests_ok, total.requests_failed) == (1, 2)
