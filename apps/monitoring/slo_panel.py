@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from apps.monitoring.charts import burn_chart
+from apps.monitoring.charts import build_chart, burn_chart
 from apps.monitoring.services import rollups, slo
 
 TITLES = {"availability": "Availability (requests acknowledged)",
@@ -43,11 +43,13 @@ def status_strip(now: datetime | None = None) -> dict:
             "cells": [{**h, "x": i * step} for i, h in enumerate(hours)]}
 
 
-def slo_context(health: dict) -> dict:
+def slo_context(health: dict, trends: dict) -> dict:
     """The page context of the SLO section (reads the budget window's hour rows, the 7 days'
-    status hours)."""
+    status hours; ``trends`` are the dashboard's 24 h series, already read)."""
     burns = burn_chart(slo.daily_burn())
     for chart in burns:
         chart["empty_text"] = "no traffic in the budget window"
-    return {"slo_cards": slo_cards(health.get("slo") or {}), "burn_charts": burns,
+    lag = build_chart("change_lag_p95", "Change lag p95: provider's last change to local commit",
+                      trends["hours"], trends["change_lag_p95_seconds"], unit=" s")
+    return {"slo_cards": slo_cards(health.get("slo") or {}), "burn_charts": [*burns, lag],
             "status_history": status_strip()}

@@ -80,7 +80,7 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
             expiring=dashboard.expiring_soon(),
             slowest=dashboard.slowest_calendars(),
         )
-        context.update(slo_context(health_doc))
+        context.update(slo_context(health_doc, trends))
     except DatabaseError:
         context["database_down"] = True
     response = render(request, "monitoring/dashboard.html", context)

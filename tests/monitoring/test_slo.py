@@ -214,11 +214,13 @@ def test_the_page_shows_both_slos_the_budget_burn_and_a_week_of_status(client, s
         clock.move_to(T0)
         traffic(T0 - timedelta(hours=3), T0, timedelta(minutes=10), requests=100,
                 changes=100, stale_changes=5)
+        sli.record_lags("google", [3.0, 4.0, 200.0], T0 - timedelta(hours=2))
         health_check(send_alerts=False)
         html = client.get("/webhooks/monitoring/").content.decode()
     assert 'data-slo="availability"' in html and 'data-slo="freshness"' in html
     assert "of the 28d error budget left" in html
     assert 'data-series="burn_freshness" data-points="1"' in html
+    assert 'data-series="change_lag_p95" data-points="1"' in html
     start = html.index('id="status-history"')
     history = html[start:html.index("</svg>", start)]
     assert history.count("<rect") == 7 * 24
