@@ -123,7 +123,8 @@ def burn_alerts(slo: dict) -> list[dict]:
         if not fired:
             continue
         rule = min(fired, key=lambda r: r["level"] != "critical")
-        burns = block["burn_rate"]
+        burns = {label: round(value, 1) for label, value in block["burn_rate"].items()
+                 if value is not None}
         remaining = block["error_budget_remaining"]
         left = "unknown" if remaining is None else f"{remaining:.1%}"
         alerts.append({
