@@ -26,10 +26,18 @@ CALENDAR_HOURS_KEPT = timedelta(hours=25)
 
 def hour_rows(start: datetime) -> dict[datetime, dict]:
     """Hourly SliRollup sums over providers since ``start``, keyed by hour."""
-    fields = [f for f in sli.COUNT_FIELDS]
+    fields = list(sli.COUNT_FIELDS)
     rows = (SliRollup.objects.filter(resolution=SliRollup.Resolution.HOUR, bucket__gte=start)
             .values("bucket").annotate(**{f"sum_{f}": Sum(f) for f in fields}))
     return {r["bucket"]: {f: r[f"sum_{f}"] or 0 for f in fields} for r in rows}
+
+
+def minute_sums(start: datetime) -> dict[str, dict]:
+    """SliRollup sums per provider over the minute rows since ``start``."""
+    fields = list(sli.COUNT_FIELDS)
+    rows = (SliRollup.objects.filter(resolution=SliRollup.Resolution.MINUTE, bucket__gte=start)
+            .values("provider").annotate(**{f"sum_{f}": Sum(f) for f in fields}))
+    return {r["provider"]: {f: r[f"sum_{f}"] or 0 for f in fields} for r in rows}
 
 
 def lag_percentiles(start: datetime, quantiles=(0.5, 0.95, 0.99)) -> dict[datetime, dict]:
