@@ -45,6 +45,7 @@ REQUEST_KINDS = ("requests_ok", "requests_failed", "notifications_received")
 FLUSH_LOOKBACK_MINUTES = 180
 CACHE_KEY_TTL = 24 * 3600
 FLUSH_LOCK, FLUSH_LOCK_SECONDS = "sli:flush-lock", 60
+LAST_FLUSH_KEY = "sli:last-flush"  # the minute of the last flush that moved everything
 
 _pending: Counter = Counter()  # (minute iso, provider, kind) -> n, when the cache was down
 _pending_lock = threading.Lock()
@@ -224,7 +225,14 @@ def flush_requests(now: datetime | None = None) -> int:
 
 def _flush_cache(now: datetime) -> int:
     start = minute_of(now)
-    minutes = [(start - timedelta(minutes=i)).isoformat() for i in range(FLUSH_LOOKBACK_MINUTES)]
+    # Back to a little before the last complete flush (at most FLUSH_LOOKBACK_MINUTES): with a
+    # check every few minutes and a scrape every few seconds that is a handful of keys.
+    last = cache.get(LAST_FLUSH_KEY)
+    span = FLUSH_LOOKBACK_MINUTES
+    since_last = (start - datetime.fromisoformat(last)).total_seconds() // 60 if last else -1
+    if since_last >= 0:  # (a clock set back looks the whole way)
+        span = min(span, int(since_last) + 2)
+    minutes = [(start - timedelta(minutes=i)).isoformat() for i in range(span)]
     keys = [_cache_key(m, p, k) for m in minutes for p in settings.SLO_PROVIDERS
             for k in REQUEST_KINDS]
     try:
@@ -246,6 +254,8 @@ def _flush_cache(now: datetime) -> int:
             log.warning("SLI counts flushed but not subtracted from the cache")
             break
         moved += n if kind != "notifications_received" else 0
+    else:
+        cache.set(LAST_FLUSH_KEY, start.isoformat(), CACHE_KEY_TTL)
     return moved
 
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q, Sum
 from django.utils import timezone
 
 from apps.monitoring.models import SliRollup
@@ -56,26 +55,29 @@ def window_tallies(now: datetime | None = None,
     now = now or timezone.now()
     long_windows = {**LONG_WINDOWS, budget_window_label(): settings.SLO_BUDGET_WINDOW_DAYS * 24}
     wanted = windows or (*SHORT_WINDOWS, *long_windows)
-    fields = {f for good, totals in SLIS.values() for f in (good, *totals)}
+    fields = ("requests_ok", "requests_failed", "changes", "changes_fresh")
     tallies: dict[str, dict[str, Tally]] = {name: {} for name in SLIS}
-    minute, hour = sli.minute_of(now), sli.hour_of(now)
     for resolution, spans, unit, current in (
-        (SliRollup.Resolution.MINUTE, SHORT_WINDOWS, timedelta(minutes=1), minute),
-        (SliRollup.Resolution.HOUR, long_windows, timedelta(hours=1), hour),
+        (SliRollup.Resolution.MINUTE, SHORT_WINDOWS, timedelta(minutes=1), sli.minute_of(now)),
+        (SliRollup.Resolution.HOUR, long_windows, timedelta(hours=1), sli.hour_of(now)),
     ):
-        spans = {label: n for label, n in spans.items() if label in wanted}
-        if not spans:
+        since = {label: current - unit * (n - 1) for label, n in spans.items() if label in wanted}
+        if not since:
             continue
-        since = {label: current - unit * (n - 1) for label, n in spans.items()}
-        sums = SliRollup.objects.filter(
+        # The rows themselves (a few thousand at most), summed here: cheaper than asking the
+        # database for one filtered sum per window and field.
+        sums = {label: dict.fromkeys(fields, 0) for label in since}
+        for bucket, *values in SliRollup.objects.filter(
             resolution=resolution, bucket__gte=min(since.values()), bucket__lte=current,
-        ).aggregate(**{f"{label}__{f}": Sum(f, filter=Q(bucket__gte=start))
-                       for label, start in since.items() for f in fields})
+        ).values_list("bucket", *fields):
+            for label, start in since.items():
+                if bucket >= start:
+                    for name, value in zip(fields, values, strict=True):
+                        sums[label][name] += value
         for name, (good, totals) in SLIS.items():
-            for label in spans:
-                tallies[name][label] = Tally(
-                    good=sums[f"{label}__{good}"] or 0,
-                    total=sum(sums[f"{label}__{f}"] or 0 for f in totals))
+            for label in since:
+                tallies[name][label] = Tally(good=sums[label][good],
+                                             total=sum(sums[label][f] for f in totals))
     return tallies
 
 
