@@ -247,8 +247,18 @@ ALERT_DELIVERY_RETRY_BASE_SECONDS = envfloat("ALERT_DELIVERY_RETRY_BASE_SECONDS"
 # Availability: share of valid provider requests answered 2xx. Freshness: share of changes
 # visible locally within SLO_FRESHNESS_SECONDS. Burn-rate alerts follow the multiwindow,
 # multi-burn-rate scheme: each rule fires when both its long and short window burn faster.
-SLO_AVAILABILITY_OBJECTIVE = envfloat("SLO_AVAILABILITY_OBJECTIVE", 0.999)
-SLO_FRESHNESS_OBJECTIVE = envfloat("SLO_FRESHNESS_OBJECTIVE", 0.99)
+def _objective(name: str, default: float) -> float:
+    """A fraction strictly between 0 and 1 (1 would leave no error budget to burn)."""
+    from settings.env import ImproperEnvironment
+
+    value = envfloat(name, default)
+    if not 0 < value < 1:
+        raise ImproperEnvironment(f"{name} must be a fraction between 0 and 1, got {value}")
+    return value
+
+
+SLO_AVAILABILITY_OBJECTIVE = _objective("SLO_AVAILABILITY_OBJECTIVE", 0.999)
+SLO_FRESHNESS_OBJECTIVE = _objective("SLO_FRESHNESS_OBJECTIVE", 0.99)
 SLO_FRESHNESS_SECONDS = envint("SLO_FRESHNESS_SECONDS", 60, minimum=1)
 SLO_BUDGET_WINDOW_DAYS = envint("SLO_BUDGET_WINDOW_DAYS", 28, minimum=1)
 SLO_PROVIDERS = ("google", "microsoft")
