@@ -75,3 +75,31 @@ def test_a_database_older_than_the_rollups_gets_them_rebuilt_from_its_notificati
     hour = SliRollup.objects.get(resolution="hour")
     assert (hour.changes, hour.changes_fresh) == (9, 7)  # one late, one never visible
     assert CalendarHourRollup.objects.get().notifications == 9
+
+
+def test_the_health_and_dashboard_queries_do_not_grow_with_the_traffic(client, staff_user):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.monitoring.conftest import beat, make_notifications
+
+    client.force_login(staff_user)
+    beat()
+    subscriptions = [make_subscriptions(make_calendar(), 1)[0] for _ in range(12)]
+    make_notifications(subscriptions[0], 1)
+
+    def queries() -> list[int]:
+        counts = []
+        for url in ("/webhooks/monitoring/health/", "/webhooks/monitoring/dashboard/",
+                    "/webhooks/monitoring/", "/metrics"):
+            with CaptureQueriesContext(connection) as captured:
+                assert client.get(url).status_code == 200
+            counts.append(len(captured.captured_queries))
+        return counts
+
+    quiet = queries()
+    for hours_ago, subscription in enumerate(subscriptions):
+        received = datetime.now(UTC) - timedelta(hours=hours_ago, minutes=5)
+        make_notifications(subscription, 30, received_at=received)
+        make_notifications(subscription, 2, status="failed", received_at=received)
+    assert queries() == quiet
