@@ -3,9 +3,10 @@
 * ``record(provider, ...)`` adds counts to this minute's, this hour's and the running total's
   ``monitoring.SliRollup`` rows in one additive upsert (race-free across processes).
 * ``count_request(provider, status)`` is the receivers' availability count. It must work while
-  the database is down (the 503s are what it is for), so it adds to the cache and, if the cache
-  is down too, to this process; ``flush_requests()`` (the health check) moves both into the
-  rollups later.
+  the database is down (the 503s are what it is for), so it counts in the process, hands the
+  counts to the cache (at once for a 5xx, else about once a second; kept in the process while
+  the cache is down too), and ``flush_requests()`` (the health check, a scrape) moves them into
+  the rollups.
 * ``record_lags(provider, seconds)`` adds provider-last-modified → local-commit lags to the
   hourly histogram (``monitoring.ChangeLagBucket``).
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -47,8 +49,11 @@ CACHE_KEY_TTL = 24 * 3600
 FLUSH_LOCK, FLUSH_LOCK_SECONDS = "sli:flush-lock", 60
 LAST_FLUSH_KEY = "sli:last-flush"  # the minute of the last flush that moved everything
 
-_pending: Counter = Counter()  # (minute iso, provider, kind) -> n, when the cache was down
+# (minute iso, provider, kind) -> n not yet in the cache (batched, or the cache was down).
+_pending: Counter = Counter()
 _pending_lock = threading.Lock()
+_last_push = 0.0
+PUSH_INTERVAL_SECONDS = 1.0
 
 
 def minute_of(moment: datetime) -> datetime:
@@ -157,25 +162,29 @@ def count_request(provider: str, status: int) -> None:
     """Count one valid provider request by the status it was answered with (2xx good, 5xx
     bad; 4xx refusals are not valid requests)."""
     if 200 <= status < 300:
-        _add(minute_of(timezone.now()).isoformat(), provider, "requests_ok", 1)
+        _add(provider, "requests_ok", 1, urgent=False)
     elif status >= 500:
-        _add(minute_of(timezone.now()).isoformat(), provider, "requests_failed", 1)
+        _add(provider, "requests_failed", 1, urgent=True)
 
 
 def count_received(provider: str, stored: int) -> None:
     """Count newly stored notifications (the dashboard's 'received per hour')."""
     if stored > 0:
-        _add(minute_of(timezone.now()).isoformat(), provider, "notifications_received", stored)
+        _add(provider, "notifications_received", stored, urgent=False)
 
 
-def _add(minute: str, provider: str, kind: str, n: int) -> None:
-    try:
-        _cache_add(minute, provider, kind, n)
-    except Exception:  # noqa: BLE001 - any cache error: keep the count in this process
-        with _pending_lock:
-            _pending[(minute, provider, kind)] += n
-        return
-    if _pending:
+def _add(provider: str, kind: str, n: int, *, urgent: bool) -> None:
+    """Count in this process; hand the counts to the cache at once for a failure (what the
+    alerts wait for), else at most every PUSH_INTERVAL_SECONDS, so that the acknowledgement
+    path does not pay a cache round trip per request."""
+    global _last_push
+    minute = minute_of(timezone.now()).isoformat()
+    with _pending_lock:
+        _pending[(minute, provider, kind)] += n
+        due = urgent or time.monotonic() - _last_push >= PUSH_INTERVAL_SECONDS
+        if due:
+            _last_push = time.monotonic()
+    if due:
         _pending_to_cache()
 
 
@@ -189,8 +198,8 @@ def _cache_add(minute: str, provider: str, kind: str, n: int) -> None:
 
 
 def _pending_to_cache() -> None:
-    """The cache answers again: hand it what this process counted meanwhile (the health check
-    runs in another process and reads only the cache)."""
+    """Hand the cache what this process counted (the health check runs in another process and
+    reads only the cache); what the cache refuses stays here for the next push."""
     with _pending_lock:
         pending = dict(_pending)
         _pending.clear()
@@ -271,3 +280,11 @@ def _flush_process() -> int:
             with _pending_lock:
                 _pending[(minute, provider, kind)] += n
     return moved
+
+
+def discard_process_counts() -> None:
+    """Forget what this process has not handed over yet (tests: each starts from nothing)."""
+    global _last_push
+    with _pending_lock:
+        _pending.clear()
+        _last_push = 0.0

@@ -106,6 +106,15 @@ def database_unreachable() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def _no_counts_from_earlier_tests() -> Iterator[None]:
+    """Receivers count in the process before the cache: start each test without others'."""
+    from calendar_sync import sli
+
+    sli.discard_process_counts()
+    yield
+
+
 @pytest.fixture
 def calendar(db):
     return make_calendar()

@@ -67,7 +67,6 @@ def test_without_traffic_every_window_is_null_and_nothing_alerts(live_worker):
     assert document["status"] == "healthy"
 
 
-@pytest.mark.slow
 def test_a_total_outage_pages_everywhere_within_five_minutes(all_channels, mailoutbox, calendar):
     make_subscriptions(calendar, 1)
     with time_machine.travel(T0 - timedelta(days=1), tick=False) as clock:
@@ -92,7 +91,6 @@ def test_a_total_outage_pages_everywhere_within_five_minutes(all_channels, mailo
     assert ("slo_availability", "opened") in got["slack"]
 
 
-@pytest.mark.slow
 def test_two_percent_of_notifications_failing_for_a_day_warns_without_paging(live_worker):
     with time_machine.travel(T0, tick=False):
         traffic(T0 - timedelta(days=1), T0, timedelta(minutes=5), requests=100, changes=100,
@@ -109,7 +107,6 @@ def test_two_percent_of_notifications_failing_for_a_day_warns_without_paging(liv
     assert freshness["error_budget_remaining"] == pytest.approx(-1.0)
 
 
-@pytest.mark.slow
 def test_a_trickle_of_failures_pages_nobody(live_worker):
     """0.05 % of requests and changes failing for three days: within both objectives."""
     with time_machine.travel(T0, tick=False):
