@@ -27,7 +27,6 @@ from calendar_sync import sli
 log = logging.getLogger(__name__)
 
 WAITING = ("pending", "processing")
-DONE = ("completed", "ignored")  # ignored: nothing to do for it, which is a success
 # A subscription this young may still be in its creation handshake: not counted against health.
 PENDING_GRACE = timedelta(minutes=15)
 EXPECTED_ERROR_KINDS = sli.EXPECTED_ERROR_KINDS
