@@ -67,6 +67,14 @@ def test_without_traffic_every_window_is_null_and_nothing_alerts(live_worker):
     assert document["status"] == "healthy"
 
 
+def test_with_the_database_down_the_slo_block_keeps_its_shape_with_null_figures(live_worker):
+    with database_unreachable():
+        document = get_system_health()
+    assert document["slo"]["availability"]["objective"] == 0.999
+    assert document["slo"]["freshness"]["burn_rate"] == dict.fromkeys(WINDOWS)
+    assert [a["key"] for a in document["alerts"]] == ["database_down"]
+
+
 def test_a_total_outage_pages_everywhere_within_five_minutes(all_channels, mailoutbox, calendar):
     make_subscriptions(calendar, 1)
     with time_machine.travel(T0 - timedelta(days=1), tick=False) as clock:

@@ -63,7 +63,7 @@ class HealthMonitor:
             infrastructure["database_healthy"] = False
             metrics = {"subscriptions": {}, "notifications": {}, "api_performance": {},
                        "calendars": {}, "infrastructure": infrastructure}
-            slo_block = {"availability": None, "freshness": None}
+            slo_block = slo.unknown_document()
         status, alerts = evaluate(metrics, self.thresholds, slo.burn_alerts(slo_block))
         return {
             "timestamp": self.now.isoformat(),

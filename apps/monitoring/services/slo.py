@@ -110,6 +110,15 @@ def slo_document(now: datetime | None = None) -> dict:
     return document
 
 
+def unknown_document() -> dict:
+    """The ``slo`` block when the rollups cannot be read (the database is down): same shape,
+    every figure null."""
+    labels = [*SHORT_WINDOWS, *LONG_WINDOWS, budget_window_label()]
+    return {name: {"objective": objective, "sli": dict.fromkeys(labels),
+                   "burn_rate": dict.fromkeys(labels), "error_budget_remaining": None}
+            for name, objective in objectives().items()}
+
+
 def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
