@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run test lint bench install install-dev clean
+.PHONY: run test lint bench install install-dev clean receivers sync scale workers
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,15 @@ lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(PY) manage.py makemigrations --check --dry-run
 
+# `make bench` runs every benchmark; `make bench scale` (or any benchmark names after `bench`)
+# runs only those.
+BENCH_NAMES := $(filter-out bench,$(MAKECMDGOALS))
+
 bench: install-dev
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_NAMES)
+
+receivers sync scale workers:
+	@:
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Each module exposes main() -> int and prints its own figures.
-BENCHMARKS = ["receivers", "sync", "graph_batch"]
+BENCHMARKS = ["receivers", "sync", "graph_batch", "workers", "scale"]
 
 
 def main(argv: list[str]) -> int:

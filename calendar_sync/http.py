@@ -19,7 +19,7 @@ from django.apps import apps
 from django.conf import settings
 from django.db import Error
 
-from calendar_sync import metrics
+from calendar_sync import metrics, sli
 from calendar_sync.db import drop_connection
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,8 @@ def record_call(provider: str, operation: str, status: int | None, duration_ms: 
     except Error:  # InterfaceError too: a connection closed under it is not a DatabaseError
         log.warning("could not record provider call %s %s", provider, operation)
         drop_connection()
+    failed = bool(error_kind) and error_kind not in sli.EXPECTED_ERROR_KINDS
+    sli.record(provider, api_calls=1, api_errors=int(failed), api_ms_sum=duration_ms)
 
 
 def request(method: str, url: str, *, provider: str, operation: str,

@@ -326,6 +326,34 @@ HEALTH_THRESHOLDS = {
 # Pause before retrying a transient alert delivery failure: base × 2^(attempt-1).
 ALERT_DELIVERY_RETRY_BASE_SECONDS = envfloat("ALERT_DELIVERY_RETRY_BASE_SECONDS", 1.0)
 
+# --- Service level objectives --------------------------------------------------------------
+# Availability: share of valid provider requests answered 2xx. Freshness: share of changes
+# visible locally within SLO_FRESHNESS_SECONDS. Burn-rate alerts follow the multiwindow,
+# multi-burn-rate scheme: each rule fires when both its long and short window burn faster.
+def _objective(name: str, default: float) -> float:
+    """A fraction strictly between 0 and 1 (1 would leave no error budget to burn)."""
+    from settings.env import ImproperEnvironment
+
+    value = envfloat(name, default)
+    if not 0 < value < 1:
+        raise ImproperEnvironment(f"{name} must be a fraction between 0 and 1, got {value}")
+    return value
+
+
+SLO_AVAILABILITY_OBJECTIVE = _objective("SLO_AVAILABILITY_OBJECTIVE", 0.999)
+SLO_FRESHNESS_OBJECTIVE = _objective("SLO_FRESHNESS_OBJECTIVE", 0.99)
+SLO_FRESHNESS_SECONDS = envint("SLO_FRESHNESS_SECONDS", 60, minimum=1)
+SLO_BUDGET_WINDOW_DAYS = envint("SLO_BUDGET_WINDOW_DAYS", 28, minimum=1)
+SLO_PROVIDERS = ("google", "microsoft")
+SLO_BURN_RULES = [
+    {"level": "critical", "long": "1h", "short": "5m",
+     "threshold": envfloat("SLO_PAGE_FAST_BURN", 14.4)},
+    {"level": "critical", "long": "6h", "short": "30m",
+     "threshold": envfloat("SLO_PAGE_SLOW_BURN", 6.0)},
+    {"level": "warning", "long": "3d", "short": "6h",
+     "threshold": envfloat("SLO_WARN_BURN", 1.0)},
+]
+
 # --- Retention -----------------------------------------------------------------------------
 CLEANUP_KEEP_FAILED_DAYS = envint("CLEANUP_KEEP_FAILED_DAYS", 90)
 CLEANUP_BATCH_SIZE = envint("CLEANUP_BATCH_SIZE", 5000, minimum=100)

@@ -30,12 +30,13 @@ def _fmt(value: float) -> str:
 
 
 def build_chart(key: str, title: str, hours: list[str], values: list[float | None],
-                unit: str = "", kind: str = "line", y_max: float | None = None) -> dict:
+                unit: str = "", kind: str = "line", y_max: float | None = None,
+                label_format: str = "%H:00", tick_every: int = 6) -> dict:
     n = len(values)
     present = [v for v in values if v is not None]
     top = y_max if y_max is not None else _nice_max(max(present, default=0))
     slot = PLOT_W / max(n, 1)
-    labels = [datetime.fromisoformat(h).strftime("%H:00") for h in hours]
+    labels = [datetime.fromisoformat(h).strftime(label_format) for h in hours]
 
     def x_at(i: int) -> float:
         return round(LEFT + slot * (i + 0.5), 1)
@@ -70,7 +71,7 @@ def build_chart(key: str, title: str, hours: list[str], values: list[float | Non
         "latest": present[-1] if present else None,
         "y_ticks": [{"y": y_at(top * f), "label": _fmt(round(top * f, 2))}
                     for f in (0, 0.5, 1)],
-        "x_ticks": [{"x": x_at(i), "label": labels[i]} for i in range(0, n, 6)],
+        "x_ticks": [{"x": x_at(i), "label": labels[i]} for i in range(0, n, tick_every)],
     }
 
 
@@ -90,3 +91,11 @@ def dashboard_charts(trends: dict) -> list[dict]:
         build_chart("api_response_time", "Average provider API response time", hours,
                     trends["average_api_response_time_ms"], unit=" ms"),
     ]
+
+
+def burn_chart(burns: dict) -> list[dict]:
+    """The SLOs' daily burn rates over the budget window (1 = spending exactly the budget)."""
+    return [build_chart(f"burn_{name}", f"{name.capitalize()} budget burn rate per day",
+                        burns["days"], burns[name], unit="x", kind="bar",
+                        label_format="%m-%d", tick_every=7)
+            for name in ("availability", "freshness")]

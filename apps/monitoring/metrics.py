@@ -19,8 +19,10 @@ from django.db import DatabaseError
 from django.db.models import Count, Min
 from django.utils import timezone
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+
+from calendar_sync import sli
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,31 @@ class DatabaseCollector:
         for level in ("warning", "critical"):
             gauge.add_metric([level], levels.get(level, 0))
         yield gauge
+        yield from _sli_counters()
+
+
+def _sli_counters() -> Iterator[Metric]:
+    """The SLIs' running totals, so Prometheus can compute the same burn rates
+    (``deploy/prometheus/slo-rules.yml``). Monotonic: the total rows are never pruned."""
+    from apps.monitoring.models import SliRollup
+
+    sli.flush_requests()  # what the receivers counted in the cache since the last check
+    requests = CounterMetricFamily(
+        "calendar_sync_slo_requests", "Valid provider requests by answer: ok (2xx) or "
+        "failed (5xx, including 503 while the database is down).", labels=["provider", "result"])
+    changes = CounterMetricFamily(
+        "calendar_sync_slo_changes", "Changes (processed notifications, polled changes) by "
+        "whether they were visible locally within SLO_FRESHNESS_SECONDS.",
+        labels=["provider", "result"])
+    for row in SliRollup.objects.filter(resolution=SliRollup.Resolution.TOTAL).values(
+            "provider", "requests_ok", "requests_failed", "changes", "changes_fresh"):
+        provider = row["provider"]
+        requests.add_metric([provider, "ok"], row["requests_ok"])
+        requests.add_metric([provider, "failed"], row["requests_failed"])
+        changes.add_metric([provider, "fresh"], row["changes_fresh"])
+        changes.add_metric([provider, "stale"], row["changes"] - row["changes_fresh"])
+    yield requests
+    yield changes
 
 
 class _ProcessMetrics:

@@ -144,3 +144,93 @@ class JobRun(models.Model):
         constraints = [models.UniqueConstraint(fields=["job", "slot"], name="jobrun_job_slot")]
         indexes = [models.Index(fields=["job", "-started_at"], name="jobrun_latest_idx"),
                    models.Index(fields=["started_at"], name="jobrun_started_idx")]
+
+
+class SliRollup(models.Model):
+    """Additive counts of what users feel, per provider and time bucket.
+
+    Written as work completes (receivers' answers via the cache, the worker's finished
+    notifications, polled changes) by one additive upsert for the minute, the hour and the
+    running total at once, so every SLO, trend and health query reads a few thousand rows
+    whatever the traffic. Minute rows serve the short burn-rate windows and are pruned after a
+    few hours; hour rows serve the 24 h series, the 3 d and 28 d windows; ``total`` rows
+    (bucket = epoch) are the monotonic counters ``/metrics`` exposes.
+    """
+
+    class Resolution(models.TextChoices):
+        MINUTE = "minute", "Minute"
+        HOUR = "hour", "Hour"
+        TOTAL = "total", "Total"
+
+    bucket = models.DateTimeField()
+    resolution = models.CharField(max_length=8, choices=Resolution.choices)
+    provider = models.CharField(max_length=16)
+    # Availability: valid provider requests answered 2xx / 5xx (503 while the database is down).
+    requests_ok = models.PositiveBigIntegerField(db_default=0)
+    requests_failed = models.PositiveBigIntegerField(db_default=0)
+    # Freshness: changes (processed notifications, polled event changes) and those visible
+    # locally within SLO_FRESHNESS_SECONDS.
+    changes = models.PositiveBigIntegerField(db_default=0)
+    changes_fresh = models.PositiveBigIntegerField(db_default=0)
+    # The dashboard's series.
+    notifications_received = models.PositiveBigIntegerField(db_default=0)
+    notifications_ok = models.PositiveBigIntegerField(db_default=0)
+    notifications_failed = models.PositiveBigIntegerField(db_default=0)
+    processing_ms_sum = models.PositiveBigIntegerField(db_default=0)
+    processing_count = models.PositiveBigIntegerField(db_default=0)
+    # Provider API calls (errors: not the protocols' expected answers, see http.py).
+    api_calls = models.PositiveBigIntegerField(db_default=0)
+    api_errors = models.PositiveBigIntegerField(db_default=0)
+    api_ms_sum = models.PositiveBigIntegerField(db_default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["resolution", "bucket", "provider"],
+                                    name="slirollup_unique"),
+        ]
+
+
+class ChangeLagBucket(models.Model):
+    """How long after the provider's last-modified time a change was committed locally: an
+    hourly histogram (count of changes with lag <= ``le_seconds``, not cumulative)."""
+
+    hour = models.DateTimeField()
+    provider = models.CharField(max_length=16)
+    le_seconds = models.PositiveIntegerField()  # upper bound of the bucket; 0 = +Inf
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "provider", "le_seconds"],
+                                    name="changelag_unique"),
+        ]
+
+
+class CalendarHourRollup(models.Model):
+    """Processing time per calendar and hour: the dashboard's slowest calendars read the top
+    rows of an index instead of a day of notifications."""
+
+    hour = models.DateTimeField()
+    calendar = models.ForeignKey(Calendar, on_delete=models.CASCADE, related_name="+")
+    provider = models.CharField(max_length=16)
+    notifications = models.PositiveBigIntegerField(default=0)
+    processing_ms_sum = models.PositiveBigIntegerField(default=0)
+    max_ms = models.PositiveIntegerField(default=0)
+    avg_ms = models.FloatField(default=0.0)  # kept up to date by the upsert, indexed
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "calendar"], name="calendarhour_unique"),
+        ]
+        indexes = [models.Index(fields=["hour", "-avg_ms"], name="calendarhour_slow_idx")]
+
+
+class StatusHour(models.Model):
+    """The worst health status each hour and how many checks saw each status: the dashboard's
+    7-day status history."""
+
+    hour = models.DateTimeField(unique=True)
+    worst_status = models.CharField(max_length=16)
+    healthy_checks = models.PositiveIntegerField(default=0)
+    degraded_checks = models.PositiveIntegerField(default=0)
+    critical_checks = models.PositiveIntegerField(default=0)

@@ -20,6 +20,7 @@ from apps.monitoring import metrics
 from apps.monitoring.charts import dashboard_charts
 from apps.monitoring.services import dashboard, operator_view
 from apps.monitoring.services.health_monitor import get_system_health
+from apps.monitoring.slo_panel import slo_context
 
 # The page loads nothing from anywhere: inline styles and SVG only.
 PAGE_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
@@ -79,6 +80,7 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
             expiring=dashboard.expiring_soon(),
             slowest=dashboard.slowest_calendars(),
         )
+        context.update(slo_context(health_doc, trends))
     except DatabaseError:
         context["database_down"] = True
     response = render(request, "monitoring/dashboard.html", context)

@@ -48,11 +48,13 @@ def make_notifications(subscription, count: int, status: str = "completed",
                        received_at: datetime | None = None, processing_time_ms: int | None = 40,
                        **fields) -> list:
     from apps.webhooks.models import WebhookNotification
+    from apps.webhooks.services.notification_rows import record_finished
+    from calendar_sync import sli
 
     received_at = received_at or timezone.now()
     if status in ("pending", "processing"):
         processing_time_ms = None
-    return WebhookNotification.objects.bulk_create([
+    rows = WebhookNotification.objects.bulk_create([
         WebhookNotification(subscription=subscription, provider=subscription.provider,
                             received_at=received_at, resource_state="exists",
                             dedup_key=uuid.uuid4().hex, processing_status=status,
@@ -60,6 +62,23 @@ def make_notifications(subscription, count: int, status: str = "completed",
                             headers={"X-Goog-Channel-Token": "secret-channel-token"}, **fields)
         for _ in range(count)
     ])
+    # Counted in the rollups as the receiver and the worker count them.
+    sli.record(subscription.provider, received_at, notifications_received=count)
+    if status not in ("pending", "processing"):
+        finished = received_at + timedelta(milliseconds=processing_time_ms or 0)
+        record_finished(rows, status, finished, processing_time_ms)
+    return rows
+
+
+def make_api_call(at: datetime, duration_ms: int = 90, error_kind: str = "",
+                  provider: str = "google") -> None:
+    """One provider call recorded as ``calendar_sync.http`` records it, at ``at``."""
+    import time_machine
+
+    from calendar_sync.http import record_call
+
+    with time_machine.travel(at, tick=False):
+        record_call(provider, "events.list", 200, duration_ms, error_kind)
 
 
 def beat(worker_id: str = "worker-1", at: datetime | None = None):
@@ -85,6 +104,15 @@ def database_unreachable() -> Iterator[None]:
 
     with connection.execute_wrapper(refuse):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _no_counts_from_earlier_tests() -> Iterator[None]:
+    """Receivers count in the process before the cache: start each test without others'."""
+    from calendar_sync import sli
+
+    sli.discard_process_counts()
+    yield
 
 
 @pytest.fixture

@@ -1,16 +1,17 @@
 """Break things in simulated time while cron runs ``webhook_health_check --if-due
 --send-alerts`` every minute, and watch what every alert channel receives.
 
-For each break — the database unreachable for the check, the success rate collapsing,
-subscriptions failing, the worker dying — the incident reaches every configured channel (the
+For each break — the database unreachable for the check, subscriptions failing, the worker
+dying — the incident reaches every configured channel (the
 sandbox's Slack, webhook and PagerDuty sinks, the locmem outbox) within 5 minutes of the break,
 exactly once while it lasts, and a resolved message follows the repair — once the condition
 has stayed clear for ALERT_RESOLVE_AFTER_SECONDS, and only once.
 
-Each break happens at its worst moment. A break that shows at once (database, subscriptions,
-a success rate below the threshold) comes one second after a scheduled check, when the next one
-is a whole interval away. A worker dies 121 s after a check, so that its heartbeat turns stale
-(after WORKER_HEARTBEAT_STALE_SECONDS) just after the next scheduled check found it alive.
+(Processing failing is an SLO burn, whose timeline is in test_slo.py.) Each break happens at
+its worst moment. A break that shows at once (database, subscriptions) comes one second after
+a scheduled check, when the next one is a whole interval away. A worker dies 121 s after a
+check, so that its heartbeat turns stale (after WORKER_HEARTBEAT_STALE_SECONDS) just after the
+next scheduled check found it alive.
 """
 
 from __future__ import annotations
@@ -99,14 +100,6 @@ def repair_database(world: World) -> None:
     world.database_up = True
 
 
-def break_processing(world: World) -> None:
-    world.processing_works = False
-
-
-def repair_processing(world: World) -> None:
-    world.processing_works = True
-
-
 def break_subscriptions(world: World) -> None:
     ids = [s.pk for s in world.subscriptions[:12]]
     WebhookSubscription.objects.filter(pk__in=ids).update(status="failed", failure_count=3)
@@ -127,8 +120,6 @@ def restart_worker(world: World) -> None:
 # scenario: incident key, seconds after a scheduled check, break, repair
 SCENARIOS = {
     "database unreachable": ("database_down", 1, break_database, repair_database),
-    "success rate collapsing": ("notification_success_rate", 1, break_processing,
-                                repair_processing),
     "subscriptions failing": ("failed_subscriptions", 1, break_subscriptions,
                               repair_subscriptions),
     "worker dead": ("worker_stale", 121, kill_worker, restart_worker),

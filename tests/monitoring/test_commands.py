@@ -49,11 +49,11 @@ def test_a_healthy_system_exits_0_and_prints_the_summary(live_worker, calendar):
 def test_a_degraded_system_exits_1_and_checks_every_two_minutes(live_worker, calendar,
                                                                  settings):
     sub = make_subscriptions(calendar, 1)[0]
-    make_notifications(sub, 93)
-    make_notifications(sub, 7, status="failed")
+    make_notifications(sub, 97)
+    make_notifications(sub, 3, status="failed")  # burns the freshness budget 3x: a warning
     code, out, _ = command("webhook_health_check", "--respond")
     assert code == 1
-    assert "[warning] Notification success rate at 93.0%" in out
+    assert "[warning] Freshness SLO burning 3x over 3d" in out
     assert "health checks every 120 s" in out
     assert schedule.state()["interval_seconds"] == settings.HEALTH_DEGRADED_CHECK_INTERVAL_SECONDS
 
@@ -95,8 +95,8 @@ def test_if_due_does_nothing_until_the_stored_interval_has_elapsed(live_worker, 
 
 def test_if_due_follows_the_faster_cadence_while_degraded(live_worker, calendar, settings):
     sub = make_subscriptions(calendar, 1)[0]
-    make_notifications(sub, 93, received_at=T0 - timedelta(minutes=1))
-    make_notifications(sub, 7, status="failed", received_at=T0 - timedelta(minutes=1))
+    make_notifications(sub, 97, received_at=T0 - timedelta(minutes=1))
+    make_notifications(sub, 3, status="failed", received_at=T0 - timedelta(minutes=1))
     with time_machine.travel(T0, tick=False) as clock:
         for _ in range(10):
             beat()

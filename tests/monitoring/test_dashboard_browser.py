@@ -17,8 +17,14 @@ from urllib.parse import quote
 import pytest
 from django.utils import timezone
 
-from apps.monitoring.models import HealthSnapshot, Incident, ProviderApiCall
-from tests.monitoring.conftest import beat, make_calendar, make_notifications, make_subscriptions
+from apps.monitoring.models import HealthSnapshot, Incident
+from tests.monitoring.conftest import (
+    beat,
+    make_api_call,
+    make_calendar,
+    make_notifications,
+    make_subscriptions,
+)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -51,8 +57,7 @@ def a_day_of_activity() -> None:
         make_notifications(subs[hours_ago % 3], 6 + hours_ago % 5, received_at=at,
                            processing_time_ms=40 + 10 * hours_ago)
         make_notifications(subs[0], hours_ago % 3, status="failed", received_at=at)
-        ProviderApiCall.objects.create(provider="google", operation="events.list",
-                                       duration_ms=80 + hours_ago, created_at=at)
+        make_api_call(at, duration_ms=80 + hours_ago)
         HealthSnapshot.objects.create(status="healthy", active_subscriptions=3 + hours_ago % 2,
                                       total_subscriptions=4, created_at=at)
     Incident.objects.create(key="accounts_reauth_required", level="warning",
@@ -73,8 +78,11 @@ def test_the_page_loads_for_staff_without_console_errors_and_its_charts_have_dat
     assert re.search(r'<span class="badge (healthy|degraded|critical)" id="status">', dom)
     points = dict(re.findall(r'data-series="(\w+)" data-points="(\d+)"', dom))
     assert set(points) == {"notifications", "success_rate", "processing_time",
-                           "active_subscriptions", "api_calls", "api_response_time"}
-    assert all(int(n) >= 23 for n in points.values()), points
+                           "active_subscriptions", "api_calls", "api_response_time",
+                           "burn_availability", "burn_freshness", "change_lag_p95"}
+    daily = {"burn_availability", "burn_freshness", "change_lag_p95"}  # SLO section
+    assert all(int(n) >= 23 for k, n in points.items() if k not in daily), points
+    assert int(points["burn_freshness"]) >= 1  # today's (and perhaps yesterday's) burn
     assert dom.count("<polyline") >= 4 and dom.count('<rect class="bar"') >= 47
     assert "1 accounts need re-authorization" in dom
     assert "Expiring soon" in dom and "microsoft calendar 2" in dom

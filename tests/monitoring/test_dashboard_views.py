@@ -7,8 +7,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from apps.monitoring.models import HealthSnapshot, Incident, ProviderApiCall
-from tests.monitoring.conftest import beat, make_calendar, make_notifications, make_subscriptions
+from apps.monitoring.models import HealthSnapshot, Incident
+from tests.monitoring.conftest import (
+    beat,
+    make_api_call,
+    make_calendar,
+    make_notifications,
+    make_subscriptions,
+)
 
 pytestmark = pytest.mark.django_db
 URLS = ["/webhooks/monitoring/", "/webhooks/monitoring/health/",
@@ -44,7 +50,7 @@ def test_staff_see_them(staff_client, url):
 
 def test_the_health_document_has_the_seed_shape(staff_client, live_worker):
     body = staff_client.get("/webhooks/monitoring/health/").json()
-    assert set(body) == {"timestamp", "status", "metrics", "alerts", "recommendations"}
+    assert set(body) == {"timestamp", "status", "metrics", "alerts", "recommendations", "slo"}
     m = body["metrics"]
     for section, names in {
         "subscriptions": ["total_subscriptions", "active_subscriptions", "expiring_soon",
@@ -70,9 +76,7 @@ def build_a_day(calendar) -> None:
     make_notifications(sub, 4, received_at=NOW - timedelta(minutes=10), processing_time_ms=20)
     make_notifications(sub, 3, received_at=NOW - timedelta(hours=30))  # outside the day
     for kind in ("", "", "transient"):
-        ProviderApiCall.objects.create(provider="google", operation="events.list",
-                                       duration_ms=90, error_kind=kind,
-                                       created_at=NOW - timedelta(hours=1, minutes=5))
+        make_api_call(NOW - timedelta(hours=1, minutes=5), error_kind=kind)
     for hours_ago, minutes_ago, active in ((5, 20, 7), (5, 1, 8), (2, 1, 9)):
         HealthSnapshot.objects.create(
             status="healthy", active_subscriptions=active, total_subscriptions=10,
@@ -85,7 +89,7 @@ def test_the_dashboard_series_are_real_hourly_figures(staff_client, calendar):
         beat()
         body = staff_client.get("/webhooks/monitoring/dashboard/").json()
     assert set(body) == {"health", "recent_activity", "performance_trends",
-                         "subscription_distribution"}
+                         "subscription_distribution", "status_history"}
     trends = body["performance_trends"]
     assert len(trends["hours"]) == 24
     assert trends["hours"][-1] == "2025-03-03T12:00:00+00:00"

@@ -52,7 +52,8 @@ def test_the_whole_check_costs_a_handful_of_queries(live_worker, calendar,
                                                     django_assert_max_num_queries):
     subs = make_subscriptions(calendar, 3)
     make_notifications(subs[0], 5)
-    with django_assert_max_num_queries(13):  # the kill switch row, the job runs
+    # The figures' aggregates, the kill switch row, the job runs, the SLO windows' rows.
+    with django_assert_max_num_queries(14):
         get_system_health()
 
 
@@ -82,16 +83,21 @@ def test_a_subscription_still_being_created_does_not_count_against_health(live_w
 
 
 @pytest.mark.parametrize(("ok", "failed", "status"), [
-    (95, 5, "healthy"), (94, 6, "degraded"), (90, 10, "degraded"), (89, 11, "critical"),
+    (199, 1, "healthy"),    # burn 0.5: within the 99 % freshness objective
+    (97, 3, "degraded"),    # burn 3: the 3 d / 6 h warning only
+    (90, 10, "critical"),   # burn 10: the 6 h / 30 min page
 ])
-def test_notification_success_rate_decides_the_status(live_worker, calendar, ok, failed,
-                                                      status):
+def test_failing_notifications_burn_the_freshness_budget(live_worker, calendar, ok, failed,
+                                                         status):
     sub = make_subscriptions(calendar, 1)[0]
     make_notifications(sub, ok)
     make_notifications(sub, failed, status="failed")
     health = get_system_health()
-    assert health["metrics"]["notifications"]["success_rate_percentage"] == ok * 100 / (ok + failed)
+    assert health["metrics"]["notifications"]["success_rate_percentage"] == round(
+        ok * 100 / (ok + failed), 1)
     assert health["status"] == status
+    level = {"healthy": None, "degraded": "warning", "critical": "critical"}[status]
+    assert keys(health).get("slo_freshness") == level
 
 
 def test_a_quiet_hour_is_judged_on_the_whole_day(live_worker, calendar):

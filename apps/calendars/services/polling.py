@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from apps.calendars.models import Calendar, CalendarAccount
 from apps.calendars.services.sync_engine import SyncResult, sync_calendar
+from calendar_sync import sli
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,9 @@ def _poll_one(calendar: Calendar, reason: str, summary: PollSummary) -> None:
     summary.polled += 1
     if result.ok:
         summary.ok += 1
+        # Changes found by polling count for freshness too: one seen minutes late is stale.
+        sli.record(calendar.calendar_account.provider, changes=len(result.lags),
+                   changes_fresh=sum(map(sli.is_fresh, result.lags)))
     elif result.deferred:
         summary.deferred += 1
     else:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import random
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import Error, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from apps.calendars.models import Calendar, CalendarAccount, Event, SkippedEvent
 from apps.calendars.providers import get_client
@@ -38,7 +39,7 @@ from apps.calendars.providers.errors import (
     Transient,
 )
 from apps.calendars.services.accounts import mark_reauth_required
-from calendar_sync import metrics
+from calendar_sync import metrics, sli
 from calendar_sync.db import drop_connection
 from calendar_sync.locks import advisory_lock
 
@@ -71,6 +72,9 @@ class SyncResult:
     unchanged: int = 0
     skipped: int = 0
     error: str = ""
+    # Seconds from the provider's last-modified time of each applied change to its local
+    # commit (changes whose provider gives no such time are left out).
+    lags: list[float] = field(default_factory=list)
     # Seconds until a retry makes sense: the provider's Retry-After, or the time left on the
     # account's backoff, or a short pause for ``busy``. None: use your own backoff.
     retry_after: float | None = None
@@ -227,7 +231,25 @@ def _apply(calendar: Calendar, page: ChangePage, changes: dict[str, EventChange]
             sync_cursor=page.next_cursor, last_synced_at=timezone.now(), last_sync_error="",
             sync_failure_count=0,
         )
+    if not page.full:  # a full listing's old events are not changes anyone waited for
+        committed = timezone.now()
+        result.lags = [(committed - m).total_seconds()
+                       for m in map(_last_modified, changes.values()) if m is not None]
+        sli.record_lags(calendar.calendar_account.provider, result.lags, committed)
     return result
+
+
+def _last_modified(change: EventChange) -> datetime | None:
+    """When the provider says the event last changed (Google ``updated``, Graph
+    ``lastModifiedDateTime``), if it says."""
+    raw = change.raw if isinstance(change.raw, dict) else {}
+    value = raw.get("updated") or raw.get("lastModifiedDateTime")
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    moment = parse_datetime(value.replace("Z", "+00:00"))
+    if moment is None or moment.tzinfo is None:
+        return None
+    return moment
 
 
 def _event_row(calendar: Calendar, change: EventChange) -> Event:

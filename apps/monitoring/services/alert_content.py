@@ -140,6 +140,8 @@ RECOVERED = {
     "worker_stale": "A notification worker is heartbeating again.",
     "worker_host_lost": "The lost host's worker is back, or its record has aged out.",
     "scheduler_stale": "Health checks run again: a scheduler is back.",
+    "slo_availability": "The availability error budget is no longer burning fast.",
+    "slo_freshness": "The freshness error budget is no longer burning fast.",
     "accounts_reauth_required": "No account needs re-authorization any more.",
     "provider_api_errors": "Provider API errors are back to normal.",
     "disk_space_low": "Disk space is back above the limit.",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.db import DatabaseError
 
 from apps.monitoring.models import HealthSnapshot
-from apps.monitoring.services import schedule, watchdog
+from apps.monitoring.services import rollups, schedule, watchdog
 from apps.monitoring.services.alert_content import human_duration
 from apps.monitoring.services.alerting import AlertingSummary, AlertManager
 from apps.monitoring.services.health_monitor import get_system_health
@@ -88,6 +88,8 @@ def _record(health: dict, mark_schedule: bool = True) -> None:
         )
         if mark_schedule:
             schedule.mark_run(health["status"])
+            rollups.record_status(health["status"])
+            rollups.prune()
     except DatabaseError:
         log.warning("could not store the health snapshot")
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Avg, Count, Max, Q
-from django.db.models.functions import TruncHour
+from django.db.models import Count
 from django.utils import timezone
 
-from apps.monitoring.models import HealthSnapshot, Incident, ProviderApiCall
-from apps.monitoring.services.health_monitor import DONE, EXPECTED_ERROR_KINDS
+from apps.monitoring.models import HealthSnapshot, Incident
+from apps.monitoring.services import rollups
+from apps.monitoring.services.health_monitor import WAITING
 
 
 def hour_slots(now: datetime) -> list[datetime]:
@@ -24,32 +24,12 @@ def hour_slots(now: datetime) -> list[datetime]:
     return [current - timedelta(hours=23 - i) for i in range(24)]
 
 
-def _round(value: float | None, digits: int = 1) -> float | None:
-    return None if value is None else round(value, digits)
-
-
 def performance_trends(now: datetime | None = None) -> dict:
-    from apps.webhooks.models import WebhookNotification
-
     now = now or timezone.now()
     slots = hour_slots(now)
     start = slots[0]
-    notes = {
-        row["hour"]: row for row in
-        WebhookNotification.objects.filter(received_at__gte=start)
-        .annotate(hour=TruncHour("received_at")).values("hour")
-        .annotate(total=Count("id"), ok=Count("id", filter=Q(processing_status__in=DONE)),
-                  failed=Count("id", filter=Q(processing_status="failed")),
-                  avg_ms=Avg("processing_time_ms", filter=Q(processing_status="completed")))
-    }
-    calls = {
-        row["hour"]: row for row in
-        ProviderApiCall.objects.filter(created_at__gte=start)
-        .annotate(hour=TruncHour("created_at")).values("hour")
-        .annotate(total=Count("id"), avg_ms=Avg("duration_ms"),
-                  errors=Count("id", filter=~Q(error_kind="")
-                               & ~Q(error_kind__in=EXPECTED_ERROR_KINDS)))
-    }
+    notes = rollups.hour_rows(start)
+    lags = rollups.lag_percentiles(start)
     # The last snapshot of each hour (the check runs every 2-5 minutes: at most ~720 rows).
     snapshots: dict[datetime, tuple[int, int, int]] = {}
     for created, active, total, failed in (
@@ -63,29 +43,36 @@ def performance_trends(now: datetime | None = None) -> dict:
         return [pick(rows[s]) if s in rows else empty for s in slots]
 
     def rate(row: dict) -> float | None:
-        finished = row["ok"] + row["failed"]
-        return round(100.0 * row["ok"] / finished, 1) if finished else None
+        finished = row["notifications_ok"] + row["notifications_failed"]
+        return round(100.0 * row["notifications_ok"] / finished, 1) if finished else None
 
-    success_rate = series(notes, rate)
-    processing_time = series(notes, lambda r: _round(r["avg_ms"]))
-    subscription_count = series(snapshots, lambda r: r[1])
-    return {
+    def average_ms(row: dict) -> float | None:
+        count = row["processing_count"]
+        return round(row["processing_ms_sum"] / count, 1) if count else None
+
+    def api_ms(row: dict) -> float | None:
+        return round(row["api_ms_sum"] / row["api_calls"], 1) if row["api_calls"] else None
+
+    trends = {
         "hours": [s.isoformat() for s in slots],
-        # The first dashboard document's names, kept for clients written against it.
-        "success_rate_24h": success_rate,
-        "processing_time_24h": processing_time,
-        "subscription_count_24h": subscription_count,
-        "notifications": series(notes, lambda r: r["total"], 0),
-        "failed_notifications": series(notes, lambda r: r["failed"], 0),
-        "success_rate": success_rate,
-        "average_processing_time_ms": processing_time,
-        "api_calls": series(calls, lambda r: r["total"], 0),
-        "api_errors": series(calls, lambda r: r["errors"], 0),
-        "average_api_response_time_ms": series(calls, lambda r: _round(r["avg_ms"])),
+        "notifications": series(notes, lambda r: r["notifications_received"], 0),
+        "failed_notifications": series(notes, lambda r: r["notifications_failed"], 0),
+        "success_rate": series(notes, rate),
+        "average_processing_time_ms": series(notes, average_ms),
+        "api_calls": series(notes, lambda r: r["api_calls"], 0),
+        "api_errors": series(notes, lambda r: r["api_errors"], 0),
+        "average_api_response_time_ms": series(notes, api_ms),
         "active_subscriptions": series(snapshots, lambda r: r[0]),
-        "total_subscriptions": subscription_count,
+        "total_subscriptions": series(snapshots, lambda r: r[1]),
         "failed_subscriptions": series(snapshots, lambda r: r[2]),
+        **{f"change_lag_{q}_seconds": series(lags, lambda r, q=q: r[q])
+           for q in ("p50", "p95", "p99")},
     }
+    # The first dashboard document's names, kept for clients written against it.
+    trends["success_rate_24h"] = trends["success_rate"]
+    trends["processing_time_24h"] = trends["average_processing_time_ms"]
+    trends["subscription_count_24h"] = trends["total_subscriptions"]
+    return trends
 
 
 def subscription_distribution() -> dict:
@@ -114,11 +101,16 @@ def recent_activity(now: datetime | None = None) -> dict:
     from apps.webhooks.models import WebhookNotification
 
     now = now or timezone.now()
-    hour = WebhookNotification.objects.filter(received_at__gte=now - timedelta(hours=1))
-    by_status = dict(hour.values("processing_status").annotate(n=Count("id"))
-                     .values_list("processing_status", "n"))
-    by_provider = dict(hour.values("provider").annotate(n=Count("id"))
-                       .values_list("provider", "n"))
+    # From the minute rollups (received per provider, finished by outcome in the last hour)
+    # and what waits now: at most a few hundred rows whatever the traffic.
+    hour = rollups.minute_sums(now - timedelta(minutes=59))
+    by_provider = {p: row["notifications_received"] for p, row in hour.items()
+                   if row["notifications_received"]}
+    by_status = {"completed": sum(r["notifications_ok"] for r in hour.values()),
+                 "failed": sum(r["notifications_failed"] for r in hour.values()),
+                 **dict(WebhookNotification.objects.filter(processing_status__in=WAITING)
+                        .values("processing_status").annotate(n=Count("id"))
+                        .values_list("processing_status", "n"))}
     # Never headers or payloads: they carry channel tokens and clientState.
     latest = (WebhookNotification.objects.order_by("-received_at")
               .values("received_at", "provider", "kind", "resource_state",
@@ -126,8 +118,8 @@ def recent_activity(now: datetime | None = None) -> dict:
                       "subscription__calendar__name")[:10])
     incidents = Incident.objects.order_by("-opened_at")[:10]
     return {
-        "notifications_last_hour": {"total": sum(by_status.values()), "by_status": by_status,
-                                    "by_provider": by_provider},
+        "notifications_last_hour": {"total": sum(by_provider.values()),
+                                    "by_status": by_status, "by_provider": by_provider},
         "last_notification_at": latest[0]["received_at"] if latest else None,
         "recent_notifications": [
             {**{k: v for k, v in row.items() if k != "subscription__calendar__name"},
@@ -154,22 +146,8 @@ def expiring_soon(now: datetime | None = None, limit: int = 20) -> list[dict]:
 
 
 def slowest_calendars(now: datetime | None = None, limit: int = 10) -> list[dict]:
-    """Calendars by average processing time of their notifications over 24 h."""
-    from apps.webhooks.models import WebhookNotification
-
-    now = now or timezone.now()
-    rows = (WebhookNotification.objects
-            .filter(received_at__gte=now - timedelta(hours=24),
-                    processing_time_ms__isnull=False)
-            .values("subscription__calendar_id", "subscription__calendar__name", "provider")
-            .annotate(avg_ms=Avg("processing_time_ms"), max_ms=Max("processing_time_ms"),
-                      notifications=Count("id"),
-                      last_synced_at=Max("subscription__calendar__last_synced_at"))
-            .order_by("-avg_ms")[:limit])
-    return [{"calendar": r["subscription__calendar__name"], "provider": r["provider"],
-             "average_processing_time_ms": _round(r["avg_ms"]), "max_processing_time_ms":
-             r["max_ms"], "notifications": r["notifications"],
-             "last_synced_at": r["last_synced_at"]} for r in rows]
+    """Calendars by processing time over 24 h (from the per-calendar hourly rollups)."""
+    return rollups.slowest_calendars(now, limit)
 
 
 def dashboard_document(health: dict) -> dict:
@@ -178,4 +156,5 @@ def dashboard_document(health: dict) -> dict:
         "recent_activity": recent_activity(),
         "performance_trends": performance_trends(),
         "subscription_distribution": subscription_distribution(),
+        "status_history": rollups.status_history(),
     }

@@ -16,22 +16,20 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.db.models import Avg, Count, Max, Min, Q, Sum
+from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
-from apps.monitoring.services import jobs
+from apps.monitoring.services import jobs, rollups, slo
 from apps.monitoring.services.health_rules import evaluate, recommend
 from apps.webhooks.health import probe_cache, probe_database
+from calendar_sync import sli
 
 log = logging.getLogger(__name__)
 
 WAITING = ("pending", "processing")
-DONE = ("completed", "ignored")  # ignored: nothing to do for it, which is a success
 # A subscription this young may still be in its creation handshake: not counted against health.
 PENDING_GRACE = timedelta(minutes=15)
-# Answers that are part of the protocols' normal flow, not provider errors: a 404 for an event
-# already deleted, a 410 asking for a full sync.
-EXPECTED_ERROR_KINDS = ("not_found", "cursor_expired")
+EXPECTED_ERROR_KINDS = sli.EXPECTED_ERROR_KINDS
 
 
 def _pct(part: float, whole: float, empty: float | None = 100.0) -> float | None:
@@ -60,17 +58,20 @@ class HealthMonitor:
                 "rollout": self._rollout(),
                 "jobs": jobs.last_runs(self.now),
             }
+            slo_block = slo.slo_document(self.now)
         except DatabaseError as exc:
             # The class only: driver messages can carry host names and user names.
             log.error("health check: database unreachable (%s)", type(exc).__name__)
             infrastructure["database_healthy"] = False
             metrics = {"subscriptions": {}, "notifications": {}, "api_performance": {},
                        "calendars": {}, "infrastructure": infrastructure, "rollout": {}}
-        status, alerts = evaluate(metrics, self.thresholds)
+            slo_block = slo.unknown_document()
+        status, alerts = evaluate(metrics, self.thresholds, slo.burn_alerts(slo_block))
         return {
             "timestamp": self.now.isoformat(),
             "status": status,
             "metrics": metrics,
+            "slo": slo_block,
             "alerts": alerts,
             "recommendations": recommend(metrics, alerts),
         }
@@ -120,43 +121,34 @@ class HealthMonitor:
         from apps.webhooks.models import WebhookCounter, WebhookNotification
 
         now, t = self.now, self.thresholds
-        recent = now - timedelta(seconds=t["success_rate_window_seconds"])
-        day = WebhookNotification.objects.filter(received_at__gte=now - timedelta(hours=24))
-        agg = day.aggregate(
-            total=Count("id"),
-            ok=Count("id", filter=Q(processing_status__in=DONE)),
-            failed=Count("id", filter=Q(processing_status="failed")),
-            recent_ok=Count("id", filter=Q(processing_status__in=DONE, received_at__gte=recent)),
-            recent_failed=Count("id", filter=Q(processing_status="failed",
-                                               received_at__gte=recent)),
-            avg_ms=Avg("processing_time_ms", filter=Q(processing_status="completed")),
-        )
-        # The recent window reacts within minutes; with too few finished notifications in it
-        # (a quiet night) one failure would swing it, so the whole day is used instead.
-        ok, failed = agg["recent_ok"], agg["recent_failed"]
-        window = t["success_rate_window_seconds"]
-        if ok + failed < t["success_rate_min_sample"]:
-            ok, failed, window = agg["ok"], agg["failed"], 24 * 3600
+        hour_start = (now - timedelta(hours=24)).replace(minute=0, second=0, microsecond=0)
+        # The day's figures from the hourly rollups (24 rows per provider, whatever the traffic).
+        day = dict.fromkeys(("notifications_received", "notifications_ok", "notifications_failed",
+                             "processing_ms_sum", "processing_count"), 0)
+        for row in rollups.hour_rows(hour_start).values():
+            for key in day:
+                day[key] += row[key]
+        ok, failed = day["notifications_ok"], day["notifications_failed"]
         old_before = now - timedelta(seconds=t["old_pending_age_seconds"])
         waiting = WebhookNotification.objects.filter(processing_status__in=WAITING).aggregate(
             count=Count("id"), old=Count("id", filter=Q(received_at__lt=old_before)),
             oldest=Min("received_at"),
         )
-        hour_start = (now - timedelta(hours=24)).replace(minute=0, second=0, microsecond=0)
         counters = dict(
             WebhookCounter.objects.filter(bucket__gte=hour_start)
             .values("kind").annotate(n=Sum("count")).values_list("kind", "n")
         )
+        count = day["processing_count"]
         return {
-            "total_notifications_24h": agg["total"],
+            "total_notifications_24h": day["notifications_received"],
             "success_rate_percentage": _pct(ok, ok + failed),
-            "success_rate_window_seconds": window,
-            "failed_notifications_24h": agg["failed"],
+            "success_rate_window_seconds": 24 * 3600,
+            "failed_notifications_24h": failed,
             "pending_notifications": waiting["count"],
             "old_pending_notifications": waiting["old"],
             "oldest_pending_age_seconds": _age(now, waiting["oldest"]),
-            "average_processing_time_ms": (None if agg["avg_ms"] is None
-                                           else round(agg["avg_ms"], 1)),
+            "average_processing_time_ms": (round(day["processing_ms_sum"] / count, 1)
+                                           if count else None),
             "rejected_notifications_24h": counters.get("rejected", 0),
             "not_stored_24h": counters,
         }
@@ -312,27 +304,17 @@ def urgent_reason(now: datetime | None = None) -> str | None:
     """A critical condition that should not wait for the next scheduled check, looked for with
     a few indexed queries on every cron call (every minute).
 
-    A dead worker only shows after WORKER_HEARTBEAT_STALE_SECONDS and a success-rate collapse
-    after some notifications have failed: adding a 5-minute check interval on top of either
-    would break the promise of an alert within 5 minutes. Both use the full check's own
+    A dead worker only shows after WORKER_HEARTBEAT_STALE_SECONDS and an SLO's fast burn
+    after some requests or changes have gone bad: adding a 5-minute check interval on top of
+    either would break the promise of an alert within 5 minutes. Both use the full check's own
     definitions, so the check this triggers reports the same condition.
     """
     from apps.webhooks.models import WebhookNotification, WorkerHeartbeat
 
     now = now or timezone.now()
-    t = settings.HEALTH_THRESHOLDS
     fresh_after = now - timedelta(seconds=settings.WORKER_HEARTBEAT_STALE_SECONDS)
     alive = WorkerHeartbeat.objects.filter(stopped_at__isnull=True,
                                            last_seen_at__gte=fresh_after).exists()
     if not alive and WebhookNotification.objects.filter(processing_status__in=WAITING).exists():
         return "no live worker while notifications wait"
-    recent = WebhookNotification.objects.filter(
-        received_at__gte=now - timedelta(seconds=t["success_rate_window_seconds"])
-    ).aggregate(ok=Count("id", filter=Q(processing_status__in=DONE)),
-                failed=Count("id", filter=Q(processing_status="failed")))
-    finished = recent["ok"] + recent["failed"]
-    if finished >= t["success_rate_min_sample"]:
-        rate = _pct(recent["ok"], finished)
-        if rate is not None and rate < t["success_rate_critical"]:
-            return f"notification success rate at {rate}%"
-    return None
+    return slo.fast_burn_reason(now)

@@ -4,9 +4,10 @@ Pure functions of the collected figures and ``settings.HEALTH_THRESHOLDS``:
 
 | status   | any of                                                                          |
 |----------|---------------------------------------------------------------------------------|
-| critical | database down; subscription health < 80 %; success < 90 %; > 20 notifications   |
-|          | pending over 5 min; > 10 failing subscriptions; no live worker while some wait  |
-| degraded | subscription health 80-94 %; success 90-94 %; 6-20 old pending; 6-10 failed     |
+| critical | database down; subscription health < 80 %; an SLO pages (fast burn); > 20       |
+|          | notifications pending over 5 min; > 10 failing subscriptions; no live worker    |
+|          | while some wait                                                                 |
+| degraded | subscription health 80-94 %; an SLO warns (slow burn); 6-20 old pending; 6-10   |
 |          | failing subscriptions; cache down; kill switch off; rollout settings conflict   |
 | healthy  | none of the above                                                               |
 
@@ -51,7 +52,8 @@ def _count_band(value: int, degraded: int, critical: int) -> str | None:
     return WARNING if value > degraded else None
 
 
-def evaluate(metrics: dict, t: dict) -> tuple[str, list[dict]]:
+def evaluate(metrics: dict, t: dict,
+             slo_alerts: list[dict] | None = None) -> tuple[str, list[dict]]:
     infra = metrics["infrastructure"]
     alerts: list[dict] = []
     if not infra["cache_healthy"]:
@@ -66,6 +68,8 @@ def evaluate(metrics: dict, t: dict) -> tuple[str, list[dict]]:
     alerts += _subscription_alerts(metrics["subscriptions"], t)
     alerts += _notification_alerts(metrics["notifications"], t)
     alerts += _operational_alerts(metrics, t)
+    # The SLO burn-rate alerts (services/slo.py) replace a success-rate threshold.
+    alerts += slo_alerts or []
     alerts += _rollout_alerts(metrics.get("rollout") or {})
     alerts = merge_related(alerts)
     status = "healthy"
@@ -101,15 +105,6 @@ def _subscription_alerts(subs: dict, t: dict) -> list[dict]:
 
 def _notification_alerts(notes: dict, t: dict) -> list[dict]:
     alerts = []
-    rate = notes["success_rate_percentage"]
-    level = _band(rate, t["success_rate_healthy"], t["success_rate_critical"])
-    if level:
-        seconds = notes["success_rate_window_seconds"]
-        window = f"{seconds // 3600} h" if seconds % 3600 == 0 else f"{seconds // 60} min"
-        alerts.append(_alert(
-            "notification_success_rate", level, f"Notification success rate at {rate}%",
-            f"{rate}% of the notifications received in the last {window} were processed "
-            f"successfully.", rate))
     old = notes["old_pending_notifications"]
     level = _count_band(old, t["old_pending_degraded"], t["old_pending_critical"])
     if level:
@@ -220,8 +215,10 @@ RECOMMENDATIONS = {
                            "subscriptions' last_error in the admin.",
     "failed_subscriptions": "Run `manage.py subscription_maintenance`; subscriptions with "
                             "repeated failures are suspended and their calendars polled.",
-    "notification_success_rate": "Look at the failed notifications' errors in the admin and "
-                                 "at provider API errors.",
+    "slo_availability": "Receivers answer 5xx: check the database and the web processes "
+                        "(the health document's slo block shows the windows burning).",
+    "slo_freshness": "Changes reach calendars late or never: check the workers, the backlog, "
+                     "failed notifications' errors and provider API errors.",
     "notification_backlog": "Check that `process_notifications` workers run and keep up.",
     "worker_stale": "Start or restart the `process_notifications` worker.",
     "scheduler_stale": "Start `python manage.py run_scheduler` (or cron with the crontab) on "

@@ -32,6 +32,7 @@ from prometheus_client import Counter, Histogram
 from apps.webhooks.models import WebhookSubscription
 from apps.webhooks.services import counters, flags, ingest, ratelimit, subscription_cache
 from apps.webhooks.services.subscription_cache import StaleSubscription
+from calendar_sync import sli
 from calendar_sync.metrics import ACK_SECONDS, NOTIFICATIONS
 
 logger = logging.getLogger("apps.webhooks.receivers")
@@ -173,6 +174,8 @@ class WebhookReceiver(View):
         except (DatabaseError, InterfaceError) as exc:  # InterfaceError is not a DatabaseError
             response = self.unavailable(exc)
         _ack_seconds(self.provider).observe(time.perf_counter() - started)
+        # Availability SLI: 2xx good, 5xx bad (counted in the cache: the database may be away).
+        sli.count_request(self.provider, response.status_code)
         return response
 
     # Hooks --------------------------------------------------------------------------------
@@ -296,6 +299,7 @@ class WebhookReceiver(View):
         # Rows that are not in the notification table are counted there (best effort).
         counters.count_event(self.provider, "duplicate", tally.duplicate)
         counters.count_event(self.provider, "ignored", tally.ignored)
+        sli.count_received(self.provider, tally.stored)
 
     # Refusals -----------------------------------------------------------------------------
     def refuse(self, request: HttpRequest, problems: list[ReceiverError]) -> ratelimit.Decision:

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from apps.calendars.services.sync_engine import backoff_delay
 from apps.webhooks.models import WebhookNotification
+from calendar_sync import sli
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +66,35 @@ def held(worker_id: str, rows: list[WebhookNotification]) -> QuerySet:
 def finish(worker_id: str, rows: list[WebhookNotification], status: str, started: float, *,
            error: str = "") -> None:
     """Completed / ignored / failed for good; ``started`` is a ``time.monotonic()`` value."""
-    held(worker_id, rows).update(
-        processing_status=status, processed_at=timezone.now(), next_attempt_at=None,
-        processing_time_ms=int((time.monotonic() - started) * 1000), error=error[:2000],
-    )
+    now, ms = timezone.now(), int((time.monotonic() - started) * 1000)
+    if held(worker_id, rows).update(
+        processing_status=status, processed_at=now, next_attempt_at=None,
+        processing_time_ms=ms, error=error[:2000],
+    ):
+        record_finished(rows, status, now, ms)
+
+
+def record_finished(rows: list[WebhookNotification], status: str, now: datetime,
+                    ms: int | None = None) -> None:
+    """Count finished rows in the SLI rollups: a change notification is fresh when its sync
+    ended within the freshness limit of its receipt; a failed one never became visible."""
+    if not rows:
+        return
+    changes = [r for r in rows if r.kind == WebhookNotification.Kind.CHANGE
+               and status != Status.IGNORED]
+    fresh = sum(status == Status.COMPLETED
+                and sli.is_fresh((now - r.received_at).total_seconds()) for r in changes)
+    failed = status == Status.FAILED
+    timed = ms is not None and status == Status.COMPLETED
+    sli.record(rows[0].provider, now, changes=len(changes), changes_fresh=fresh,
+               notifications_ok=0 if failed else len(rows),
+               notifications_failed=len(rows) if failed else 0,
+               # The average processing time is that of completed work.
+               processing_ms_sum=(ms or 0) * len(rows) if timed else 0,
+               processing_count=len(rows) if timed else 0)
+    if ms is not None:
+        sli.record_calendar(rows[0].subscription.calendar_id, rows[0].provider, len(rows), ms,
+                            now)
 
 
 def defer(worker_id: str, rows: list[WebhookNotification], seconds: float) -> None:
@@ -90,10 +116,11 @@ def retry(worker_id: str, rows: list[WebhookNotification], error: str,
         by_attempts[row.attempts + 1].append(row)
     for attempts, same in by_attempts.items():
         if attempts >= settings.WORKER_MAX_ATTEMPTS:
-            held(worker_id, same).update(
+            if held(worker_id, same).update(
                 processing_status=Status.FAILED, attempts=attempts, processed_at=now,
                 next_attempt_at=None, error=error[:2000],
-            )
+            ):
+                record_finished(same, Status.FAILED, now)
             final = "failed"
             continue
         delay = retry_after if retry_after is not None else backoff_delay(
