@@ -40,7 +40,7 @@ BENCH_NAMES := $(filter-out bench,$(MAKECMDGOALS))
 bench: install-dev
 	$(PY) -m bench $(BENCH_NAMES)
 
-receivers sync scale workers:
+receivers sync graph_batch scale workers:
 	@:
 
 clean:

@@ -3,6 +3,7 @@ pages within 5 minutes, a 0.05 % trickle pages nobody), and they read counters /
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -16,7 +17,11 @@ RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess:
-    assert shutil.which("promtool"), "promtool missing: .ci/run installs Debian's prometheus"
+    if not shutil.which("promtool"):
+        # A developer's `make test` runs without it; CI (.ci/run installs it) never skips.
+        if os.environ.get("CI"):
+            pytest.fail("promtool missing: .ci/run installs Debian's prometheus")
+        pytest.skip("promtool is not installed (.ci/run installs Debian's prometheus)")
     return subprocess.run(["promtool", *args], cwd=RULES, capture_output=True, text=True,
                           timeout=60)
 
