@@ -42,6 +42,11 @@ class HealthSnapshot(models.Model):
     document = models.JSONField(default=dict)
 
 
+class IncidentQuerySet(models.QuerySet):
+    def open(self) -> IncidentQuerySet:
+        return self.filter(resolved_at__isnull=True)
+
+
 class Incident(models.Model):
     """An alert with a stable key: opened once, escalated, repeated at most every N, resolved
     once clear for long enough."""
@@ -63,6 +68,8 @@ class Incident(models.Model):
     # not open and resolve it at every check. Kept after resolution: when it really cleared.
     clear_since = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+
+    objects = IncidentQuerySet.as_manager()
 
     class Meta:
         constraints = [
