@@ -44,6 +44,8 @@ INSTALLED_APPS = [
     "apps.calendars",
     "apps.webhooks",
     "apps.monitoring",
+    # Project-wide management commands (the scheduler, clean-up, deployment check, demo).
+    "calendar_sync",
 ]
 
 MIDDLEWARE = [

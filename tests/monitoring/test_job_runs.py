@@ -52,7 +52,7 @@ def test_a_dry_run_or_refused_arguments_claim_no_slot():
 
 
 def test_a_failing_job_is_recorded_failed_without_the_exception_text(monkeypatch):
-    from apps.monitoring.management.commands import cleanup_webhook_data
+    from calendar_sync.management.commands import cleanup_webhook_data
 
     def boom(*args, **kwargs):
         raise RuntimeError("postgres://user:secret@db/calendar_sync unreachable")
