@@ -262,7 +262,7 @@ MS_OAUTH_SCOPES = envlist(
 OAUTH_REDIRECT_BASE_URL = env("OAUTH_REDIRECT_BASE_URL", "").rstrip("/")
 
 # --- Monitoring and alerting ---------------------------------------------------------------
-# The channel names apps/monitoring/channels implements; a typo must stop start-up, not
+# The channel names apps/monitoring/alert_channels implements; a typo must stop start-up, not
 # silently drop that channel's alerts.
 ALERT_CHANNEL_NAMES = ("email", "slack", "webhook", "pagerduty")
 WEBHOOK_ALERT_CHANNELS = [c.lower() for c in envlist("WEBHOOK_ALERT_CHANNELS", [])]

@@ -26,8 +26,8 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
-from apps.monitoring.channels import AlertMessage, Channel, DeliveryError, configured_channels
-from apps.monitoring.channels.base import redact
+from apps.monitoring.alert_channels import AlertMessage, Channel, DeliveryError, configured_channels
+from apps.monitoring.alert_channels.base import redact
 from apps.monitoring.models import AlertDelivery, Incident
 from apps.monitoring.services import offline_incidents
 from apps.monitoring.services.alert_content import (

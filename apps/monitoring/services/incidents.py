@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
-from apps.monitoring.channels.base import LEVEL_RANK
+from apps.monitoring.alert_channels.base import LEVEL_RANK
 
 
 class Event(StrEnum):

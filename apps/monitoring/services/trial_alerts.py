@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from apps.monitoring.channels import CHANNEL_CLASSES, AlertMessage, configured_names
+from apps.monitoring.alert_channels import CHANNEL_CLASSES, AlertMessage, configured_names
 from apps.monitoring.services.alerting import build_message, deliver
 
 

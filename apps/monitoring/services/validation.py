@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 from django.conf import settings
 from django.utils import timezone
 
-from apps.monitoring.channels import CHANNEL_CLASSES, configured_names
+from apps.monitoring.alert_channels import CHANNEL_CLASSES, configured_names
 from apps.webhooks.health import probe_cache, probe_database
 
 # The OAuth client id the development settings and the sandbox use.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from apps.monitoring.channels.base import AlertMessage, Channel, post
+from apps.monitoring.alert_channels.base import AlertMessage, Channel, post
 
 
 class PagerDutyChannel(Channel):
