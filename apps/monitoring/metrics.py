@@ -22,11 +22,11 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
+from apps.monitoring.models import HealthStatus, Level
 from calendar_sync import sli
 
 log = logging.getLogger(__name__)
 
-HEALTH_STATUSES = ("healthy", "degraded", "critical")
 
 
 class DatabaseCollector:
@@ -70,7 +70,7 @@ class DatabaseCollector:
         gauge = GaugeMetricFamily("calendar_sync_health_status",
                                   "1 for the status of the latest stored health check.",
                                   labels=["status"])
-        for status in HEALTH_STATUSES:
+        for status in HealthStatus:
             gauge.add_metric([status], 1 if latest and latest["status"] == status else 0)
         yield gauge
         if latest:
@@ -98,7 +98,7 @@ class DatabaseCollector:
                       .annotate(n=Count("id")).values_list("level", "n"))
         gauge = GaugeMetricFamily("calendar_sync_incidents_open", "Open alert incidents.",
                                   labels=["level"])
-        for level in ("warning", "critical"):
+        for level in Level:
             gauge.add_metric([level], levels.get(level, 0))
         yield gauge
         yield from _sli_counters()

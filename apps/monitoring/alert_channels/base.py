@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import requests
 
-LEVEL_RANK = {"warning": 1, "critical": 2}
+from apps.monitoring.models import LEVEL_RANK, IncidentEvent, Level
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class AlertMessage:
 
     @property
     def resolved(self) -> bool:
-        return self.event == "resolved"
+        return self.event == IncidentEvent.RESOLVED
 
     @property
     def headline(self) -> str:
@@ -52,7 +52,7 @@ class DeliveryError(Exception):
 class Channel:
     name: ClassVar[str] = ""
     # The lowest incident level this channel is told about (the pager wakes people up).
-    min_level: ClassVar[str] = "warning"
+    min_level: ClassVar[str] = Level.WARNING
     # Settings that must be non-empty for the channel to work.
     required_settings: ClassVar[tuple[str, ...]] = ()
 

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from apps.monitoring.alert_channels import AlertMessage, Channel, DeliveryError, configured_channels
 from apps.monitoring.alert_channels.base import redact
-from apps.monitoring.models import AlertDelivery, Incident
+from apps.monitoring.models import AlertDelivery, Incident, IncidentEvent
 from apps.monitoring.services import offline_incidents
 from apps.monitoring.services.alert_content import (
     affected,
@@ -38,7 +38,7 @@ from apps.monitoring.services.alert_content import (
     where,
 )
 from apps.monitoring.services.health_rules import RECOMMENDATIONS
-from apps.monitoring.services.incidents import Delivery, Event, IncidentState, Recorder, Step, step
+from apps.monitoring.services.incidents import Delivery, IncidentState, Recorder, Step, step
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def build_message(key: str, level: str, event: str, title: str, text: str,
                   opened_at: datetime, now: datetime, details: dict | None = None,
                   clear_since: datetime | None = None) -> AlertMessage:
     details = {**where(), **(details or {})}
-    if event == "resolved":
+    if event == IncidentEvent.RESOLVED:
         cleared = clear_since or now
         text = (f"{recovered(key, title)} Resolved after "
                 f"{human_duration((cleared - opened_at).total_seconds())} "
@@ -194,19 +194,19 @@ class AlertManager:
         if nxt is None:
             return
         handle = store.commit(handle, nxt, alert)
-        if handle is None or nxt.event is None:
+        if handle is None or (nxt.event is None and not nxt.catch_up):
             return  # claimed by an overlapping check, or nothing to say
-        event, channels = str(nxt.event), self.targets(nxt.state.level)
-        if nxt.event is Event.RESOLVED:
-            told = {d.channel for d in store.deliveries(handle) if d.succeeded}
-            channels = [c for c in self.channels if c.name in told]
-        elif nxt.event is Event.CATCH_UP:
+        event, channels = nxt.event, self.targets(nxt.state.level)
+        if nxt.catch_up:
             # Channels that missed the last broadcast (all attempts failed) get it now.
             recent = store.deliveries(handle, since=nxt.state.last_notified_at)
             settled = {d.channel for d in recent if d.succeeded or d.permanent}
-            event = recent[0].event if recent else Event.OPENED
+            event = recent[0].event if recent else IncidentEvent.OPENED
             channels = [c for c in self.targets(nxt.state.notified_level)
                         if c.name not in settled]
+        elif event == IncidentEvent.RESOLVED:
+            told = {d.channel for d in store.deliveries(handle) if d.succeeded}
+            channels = [c for c in self.channels if c.name in told]
         if channels:
             self._broadcast(store, handle, nxt.state, event, channels)
 
@@ -259,7 +259,7 @@ class RowStore:
                 return incident
             return incident if rows.open().update(resolved_at=new.resolved_at) else None
         changes = {f: getattr(new, f) for f in ("level", "title", "message", "clear_since")}
-        if step.event is not Event.CATCH_UP:  # escalated or repeated: claim the broadcast
+        if not step.catch_up:  # escalated or repeated: claim the broadcast
             changes |= {"notified_level": new.notified_level,
                         "last_notified_at": new.last_notified_at}
             rows = rows.filter(notified_level=incident.notified_level,

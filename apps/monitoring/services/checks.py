@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from django.db import DatabaseError
 
-from apps.monitoring.models import HealthSnapshot
+from apps.monitoring.models import HealthSnapshot, HealthStatus
 from apps.monitoring.services import rollups, schedule, watchdog
 from apps.monitoring.services.alert_content import human_duration
 from apps.monitoring.services.alerting import AlertingSummary, AlertManager
@@ -17,7 +17,7 @@ from apps.monitoring.services.responses import ResponseResult, respond
 
 log = logging.getLogger(__name__)
 
-EXIT_CODES = {"healthy": 0, "degraded": 1, "critical": 2}
+EXIT_CODES = {HealthStatus.HEALTHY: 0, HealthStatus.DEGRADED: 1, HealthStatus.CRITICAL: 2}
 # Every alert delivery of the run failed: whatever the status, nobody was told.
 EXIT_ALERTS_UNDELIVERED = 4
 

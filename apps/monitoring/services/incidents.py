@@ -17,20 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import NamedTuple
 
-from apps.monitoring.alert_channels.base import LEVEL_RANK
-
-
-class Event(StrEnum):
-    OPENED = "opened"
-    ESCALATED = "escalated"
-    REPEATED = "repeated"
-    RESOLVED = "resolved"
-    # Nothing new to say, but channels that missed the last broadcast are owed it.
-    CATCH_UP = "catch_up"
-
+from apps.monitoring.models import LEVEL_RANK, IncidentEvent
 
 # attempt number, succeeded, permanent failure, error text
 Recorder = Callable[[int, bool, bool, str], None]
@@ -61,7 +50,9 @@ class IncidentState:
 @dataclass(frozen=True)
 class Step:
     state: IncidentState
-    event: Event | None  # None: change the state quietly
+    event: IncidentEvent | None = None  # None: change the state quietly
+    # Nothing new to say, but channels that missed the last broadcast are owed it.
+    catch_up: bool = False
 
 
 def step(state: IncidentState | None, alert: dict | None, now: datetime, *,
@@ -74,19 +65,19 @@ def step(state: IncidentState | None, alert: dict | None, now: datetime, *,
         return Step(IncidentState(key=alert["key"], level=alert["level"], title=alert["title"],
                                   message=alert["message"], opened_at=now,
                                   notified_level=alert["level"], last_notified_at=now),
-                    Event.OPENED)
+                    IncidentEvent.OPENED)
     reported = replace(state, level=alert["level"], title=alert["title"],
                        message=alert["message"], clear_since=None)
     if LEVEL_RANK[alert["level"]] > LEVEL_RANK.get(state.notified_level, 0):
         return Step(replace(reported, notified_level=alert["level"], last_notified_at=now),
-                    Event.ESCALATED)
+                    IncidentEvent.ESCALATED)
     if state.last_notified_at is None or now - state.last_notified_at >= repeat:
-        return Step(replace(reported, last_notified_at=now), Event.REPEATED)
-    return Step(reported, Event.CATCH_UP)
+        return Step(replace(reported, last_notified_at=now), IncidentEvent.REPEATED)
+    return Step(reported, catch_up=True)
 
 
 def _clear(state: IncidentState, now: datetime, resolve_after: timedelta) -> Step:
     clearing = state if state.clear_since else replace(state, clear_since=now)
     if now - clearing.clear_since >= resolve_after:
-        return Step(replace(clearing, resolved_at=now), Event.RESOLVED)
-    return Step(clearing, None)
+        return Step(replace(clearing, resolved_at=now), IncidentEvent.RESOLVED)
+    return Step(clearing)

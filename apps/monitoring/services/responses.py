@@ -23,7 +23,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from apps.calendars.models import Calendar
-from apps.monitoring.models import AutoFallback
+from apps.monitoring.models import AutoFallback, HealthStatus
 from apps.monitoring.services import schedule
 
 log = logging.getLogger(__name__)
@@ -52,13 +52,14 @@ def respond(health: dict, act: bool = True) -> ResponseResult:
     if not health["metrics"]["infrastructure"].get("database_healthy"):
         result.errors.append("database unreachable: no automatic response possible")
         return result
-    steps = {"critical": CRITICAL_STEPS, "degraded": DEGRADED_STEPS}.get(status, HEALTHY_STEPS)
+    steps = {HealthStatus.CRITICAL: CRITICAL_STEPS,
+             HealthStatus.DEGRADED: DEGRADED_STEPS}.get(status, HEALTHY_STEPS)
     steps = (forget_overridden_fallbacks, *steps)
     if not act:
         skipped = [s.__name__.replace("_", " ") for s in steps
                    if s not in CADENCE_STEPS and s is not warn_degraded]
         steps = tuple(s for s in steps if s in CADENCE_STEPS)
-        if skipped and status != "healthy":
+        if skipped and status != HealthStatus.HEALTHY:
             result.actions.append(f"not run without --respond: {', '.join(skipped)}")
     for step in steps:
         try:
@@ -69,8 +70,8 @@ def respond(health: dict, act: bool = True) -> ResponseResult:
         if message:
             result.actions.append(message)
     for line in result.actions:
-        log.log(logging.INFO if status == "healthy" else logging.WARNING, "health %s: %s",
-                status, line)
+        log.log(logging.INFO if status == HealthStatus.HEALTHY else logging.WARNING,
+                "health %s: %s", status, line)
     return result
 
 

@@ -16,10 +16,15 @@ from django.db import connection
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from apps.monitoring.models import CalendarHourRollup, ChangeLagBucket, SliRollup, StatusHour
+from apps.monitoring.models import (
+    STATUS_RANK,
+    CalendarHourRollup,
+    ChangeLagBucket,
+    SliRollup,
+    StatusHour,
+)
 from calendar_sync import sli
 
-STATUS_RANK = {"healthy": 0, "degraded": 1, "critical": 2}
 MINUTE_ROWS_KEPT = timedelta(hours=7)  # the 6 h window and a margin
 CALENDAR_HOURS_KEPT = timedelta(hours=25)
 

@@ -15,6 +15,8 @@ from django.db import DatabaseError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from apps.monitoring.models import HealthStatus
+
 log = logging.getLogger(__name__)
 
 SCHEDULE_KEY = "monitoring.health_check"
@@ -79,7 +81,7 @@ def is_due(now: datetime | None = None) -> tuple[bool, str]:
         if elapsed >= current["interval_seconds"] - DUE_SLACK_SECONDS:
             return True, f"{int(elapsed)} s since the last check"
         # When not healthy the 2-minute cadence already covers a dying worker.
-        if current["last_status"] == "healthy":
+        if current["last_status"] == HealthStatus.HEALTHY:
             reason = urgent_reason(now)
             if reason:
                 return True, reason
