@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from apps.monitoring.models import JobRun
-from apps.monitoring.services.health_monitor import get_system_health
+from apps.monitoring.services.health_document import get_system_health
 from tests.monitoring.conftest import make_calendar, make_notifications, make_subscriptions
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from apps.calendars.models import Calendar
 from apps.monitoring.services import schedule
 from apps.monitoring.services.dashboard import performance_trends
-from apps.monitoring.services.health_monitor import get_system_health
+from apps.monitoring.services.health_document import get_system_health
 from apps.webhooks.models import WebhookSubscription
 from apps.webhooks.services.flags import set_runtime_switch
 from tests.monitoring.conftest import make_calendar, make_subscriptions
@@ -108,7 +108,7 @@ def test_a_check_that_cannot_run_exits_3_without_the_error_text(monkeypatch, cap
     def broken() -> dict:
         raise RuntimeError(f"could not reach {secret}")
 
-    monkeypatch.setattr("apps.monitoring.services.checks.get_system_health", broken)
+    monkeypatch.setattr("apps.monitoring.services.health_cycle.get_system_health", broken)
     err = StringIO()
     with pytest.raises(SystemExit) as exit_:
         call_command("webhook_health_check", stderr=err)

@@ -11,7 +11,7 @@ from django.utils import timezone
 from apps.calendars.models import Calendar
 from apps.monitoring.models import AutoFallback
 from apps.monitoring.services import schedule
-from apps.monitoring.services.health_monitor import get_system_health
+from apps.monitoring.services.health_document import get_system_health
 from apps.monitoring.services.responses import respond
 from apps.webhooks.models import WebhookSubscription
 from tests.monitoring.conftest import database_unreachable, make_calendar, make_subscriptions

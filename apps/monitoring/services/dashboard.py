@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from apps.monitoring.models import HealthSnapshot, Incident
 from apps.monitoring.services import rollups
-from apps.monitoring.services.health_monitor import WAITING
+from apps.monitoring.services.health_document import WAITING
 
 
 def hour_slots(now: datetime) -> list[datetime]:

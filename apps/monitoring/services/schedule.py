@@ -69,7 +69,7 @@ def mark_run(status: str, now: datetime | None = None) -> None:
 
 def is_due(now: datetime | None = None) -> tuple[bool, str]:
     """Whether cron's call should run the check now, and why."""
-    from apps.monitoring.services.health_monitor import urgent_reason
+    from apps.monitoring.services.health_document import urgent_reason
 
     now = now or timezone.now()
     try:

@@ -1,4 +1,5 @@
-"""One health check run, as cron runs it: measure, respond, alert, record."""
+"""One health cycle, as cron runs it (``webhook_health_check``): build the health document,
+respond, alert, record."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from apps.monitoring.models import HealthSnapshot, HealthStatus
 from apps.monitoring.services import rollups, schedule, watchdog
 from apps.monitoring.services.alert_content import human_duration
 from apps.monitoring.services.alerting import AlertingSummary, AlertManager
-from apps.monitoring.services.health_monitor import get_system_health
+from apps.monitoring.services.health_document import get_system_health
 from apps.monitoring.services.health_rules import last_worker_seen
 from apps.monitoring.services.responses import ResponseResult, respond
 
@@ -23,7 +24,7 @@ EXIT_ALERTS_UNDELIVERED = 4
 
 
 @dataclass
-class CheckRun:
+class HealthCycle:
     health: dict
     responses: ResponseResult
     alerting: AlertingSummary | None
@@ -39,8 +40,8 @@ class CheckRun:
                 "alerts_sent": self.alerting.lines() if self.alerting else None}
 
 
-def run_health_check(send_alerts: bool, act: bool = False,
-                     scheduled: bool = True) -> CheckRun:
+def run_health_cycle(send_alerts: bool, act: bool = False,
+                     scheduled: bool = True) -> HealthCycle:
     """Measure and record; ``act`` runs the automatic responses, ``send_alerts`` delivers.
 
     A run that is not ``scheduled`` (an operator looking) leaves the check's schedule alone:
@@ -69,7 +70,7 @@ def run_health_check(send_alerts: bool, act: bool = False,
         raise
     if counts:
         watchdog.ping()
-    return CheckRun(health, responses, alerting)
+    return HealthCycle(health, responses, alerting)
 
 
 def _record(health: dict, mark_schedule: bool = True) -> None:
@@ -98,7 +99,7 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value}%"
 
 
-def format_summary(run: CheckRun) -> str:
+def format_summary(run: HealthCycle) -> str:
     """The seed's summary: status, subscriptions, success rate, alerts, recommendations."""
     health, m = run.health, run.health["metrics"]
     subs, notes, infra = m["subscriptions"], m["notifications"], m["infrastructure"]

@@ -1,4 +1,5 @@
-"""System health from recorded data: one runner shared by the views and the health command.
+"""The health document: the system's figures from recorded data, judged by the status rules;
+one builder shared by the views and the health command.
 
 ``get_system_health()`` collects figures with a handful of indexed aggregate queries, then
 applies the status rules table (``services/health_rules.py``). An empty table, a missing record
@@ -40,12 +41,12 @@ def _age(now: datetime, then: datetime | None) -> int | None:
     return None if then is None else max(0, int((now - then).total_seconds()))
 
 
-class HealthMonitor:
+class HealthDocument:
     def __init__(self, now: datetime | None = None) -> None:
         self.now = now or timezone.now()
         self.thresholds = settings.HEALTH_THRESHOLDS
 
-    def get_system_health(self) -> dict:
+    def build(self) -> dict:
         infrastructure = {"database_healthy": True, **self._host_checks()}
         try:
             probe_database()
@@ -297,7 +298,7 @@ def _memory_available_fraction() -> float | None:
 
 
 def get_system_health(now: datetime | None = None) -> dict:
-    return HealthMonitor(now).get_system_health()
+    return HealthDocument(now).build()
 
 
 def urgent_reason(now: datetime | None = None) -> str | None:
