@@ -12,9 +12,9 @@ import time_machine
 from django.test import Client
 
 from apps.monitoring.models import Incident, JobRun
-from apps.monitoring.services import schedule
 from apps.monitoring.services.health_cycle import run_health_cycle
 from apps.monitoring.services.watchdog import STALE_KEY, watch_scheduler
+from calendar_sync import health_schedule
 from tests.monitoring.conftest import seen
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -25,7 +25,7 @@ def _health_check_job_ran(at: datetime) -> None:
     JobRun.objects.create(job="health_check", slot=at.replace(second=0), host="host-a",
                           started_at=at, finished_at=at + timedelta(seconds=2),
                           outcome=JobRun.Outcome.SUCCEEDED)
-    schedule.mark_run("healthy", at)
+    health_schedule.mark_run("healthy", at)
 
 
 def _workers_watch(at: datetime, workers: int = 3) -> list[bool]:

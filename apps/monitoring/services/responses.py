@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from apps.calendars.models import Calendar
 from apps.monitoring.models import AutoFallback, HealthStatus
-from apps.monitoring.services import schedule
+from calendar_sync import health_schedule
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +120,13 @@ def forget_overridden_fallbacks() -> str:
 
 def faster_checks() -> str:
     seconds = settings.HEALTH_DEGRADED_CHECK_INTERVAL_SECONDS
-    return f"health checks every {seconds} s" if schedule.set_interval(seconds) else ""
+    return f"health checks every {seconds} s" if health_schedule.set_interval(seconds) else ""
 
 
 def normal_checks() -> str:
     seconds = settings.HEALTH_CHECK_INTERVAL_SECONDS
-    return f"health checks back to every {seconds} s" if schedule.set_interval(seconds) else ""
+    changed = health_schedule.set_interval(seconds)
+    return f"health checks back to every {seconds} s" if changed else ""
 
 
 def fallback_for_all() -> str:

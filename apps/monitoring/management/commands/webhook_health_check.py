@@ -11,8 +11,7 @@ import logging
 import sys
 
 from apps.monitoring.management.scheduled_command import ScheduledCommand
-from apps.monitoring.services import schedule
-from apps.monitoring.services.health_cycle import format_summary, run_health_cycle
+from apps.monitoring.services.health_cycle import format_summary, is_due, run_health_cycle
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ class Command(ScheduledCommand):
 
     def handle(self, *args, **options) -> None:
         if options["if_due"]:
-            due, reason = schedule.is_due()
+            due, reason = is_due()
             if not due:
                 self.stdout.write(f"Not due: {reason}")
                 return
