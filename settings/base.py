@@ -12,6 +12,7 @@ import warnings
 from datetime import timedelta
 from pathlib import Path
 
+from settings import deployment_phases
 from settings.env import (
     ImproperEnvironment,
     env,
@@ -334,8 +335,6 @@ ALERT_DELIVERY_RETRY_BASE_SECONDS = envfloat("ALERT_DELIVERY_RETRY_BASE_SECONDS"
 # multi-burn-rate scheme: each rule fires when both its long and short window burn faster.
 def _objective(name: str, default: float) -> float:
     """A fraction strictly between 0 and 1 (1 would leave no error budget to burn)."""
-    from settings.env import ImproperEnvironment
-
     value = envfloat(name, default)
     if not 0 < value < 1:
         raise ImproperEnvironment(f"{name} must be a fraction between 0 and 1, got {value}")
@@ -391,8 +390,6 @@ def apply_deployment_phase(namespace: dict) -> None:
     phase = envint("WEBHOOK_DEPLOYMENT_PHASE", 0, minimum=0, maximum=5)
     if not phase:
         return
-    from settings import deployment_phases
-
     overlay = deployment_phases.phase_settings(phase)
     for name in ("WEBHOOK_ROLLOUT_PERCENTAGE", "WEBHOOK_USER_ROLLOUT_PERCENTAGE"):
         if env(name).strip() and envint(name, 0) != overlay[name]:

@@ -22,7 +22,13 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
-from apps.monitoring.models import HealthStatus, Level
+from apps.monitoring.models import HealthSnapshot, HealthStatus, Incident, Level, SliRollup
+from apps.webhooks.models import (
+    SUBSCRIPTION_STATUSES,
+    WebhookNotification,
+    WebhookSubscription,
+    WorkerHeartbeat,
+)
 from calendar_sync import sli
 
 log = logging.getLogger(__name__)
@@ -48,14 +54,6 @@ class DatabaseCollector:
 
     @staticmethod
     def _families() -> Iterator[Metric]:
-        from apps.monitoring.models import HealthSnapshot, Incident
-        from apps.webhooks.models import (
-            SUBSCRIPTION_STATUSES,
-            WebhookNotification,
-            WebhookSubscription,
-            WorkerHeartbeat,
-        )
-
         now = timezone.now()
         subs = dict(WebhookSubscription.objects.values("status").annotate(n=Count("id"))
                     .values_list("status", "n"))
@@ -107,8 +105,6 @@ class DatabaseCollector:
 def _sli_counters() -> Iterator[Metric]:
     """The SLIs' running totals, so Prometheus can compute the same burn rates
     (``deploy/prometheus/slo-rules.yml``). Monotonic: the total rows are never pruned."""
-    from apps.monitoring.models import SliRollup
-
     sli.flush_requests()  # what the receivers counted in the cache since the last check
     requests = CounterMetricFamily(
         "calendar_sync_slo_requests", "Valid provider requests by answer: ok (2xx) or "

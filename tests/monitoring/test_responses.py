@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import timedelta
 
 import pytest
@@ -84,15 +83,6 @@ def test_degraded_runs_maintenance_checks_faster_and_polls_failing_calendars(san
     assert (health_schedule.state()["interval_seconds"]
             == settings.HEALTH_DEGRADED_CHECK_INTERVAL_SECONDS)
     assert any(line.startswith("ran subscription maintenance") for line in result.actions)
-
-
-def test_degraded_carries_on_when_maintenance_is_not_installed(monkeypatch):
-    monkeypatch.setitem(sys.modules, "apps.webhooks.services.subscriptions", None)
-    failing = make_calendar()
-    make_subscriptions(failing, 1, status="suspended")
-    result = respond(status_doc("degraded"))
-    assert "subscription maintenance unavailable" in " ".join(result.actions)
-    assert fallback(failing)
 
 
 def test_healthy_turns_off_only_the_fallbacks_it_turned_on_for_recovered_calendars(settings):

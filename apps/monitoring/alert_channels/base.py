@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import requests
 
 from apps.monitoring.models import LEVEL_RANK, IncidentEvent, Level
+from calendar_sync import http
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,8 @@ class Channel:
 def post(channel: Channel, url: str, payload: Any, ok: tuple[int, ...] = (200, 201, 202, 204),
          headers: dict[str, str] | None = None) -> requests.Response:
     """POST JSON through the project's HTTP helper and classify the outcome."""
-    from calendar_sync.http import post_json
-
     try:
-        response = post_json(url, payload, headers=headers)
+        response = http.post_json(url, payload, headers=headers)
     except requests.RequestException as exc:
         # The class name only: requests' messages embed the URL, which may be the secret.
         raise DeliveryError(f"network error: {type(exc).__name__}") from None

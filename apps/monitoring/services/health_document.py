@@ -20,9 +20,21 @@ from django.db import DatabaseError
 from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
+from apps.calendars.models import Calendar, CalendarAccount
+from apps.monitoring.models import ProviderApiCall
 from apps.monitoring.services import jobs, rollups, slo
 from apps.monitoring.services.health_rules import evaluate, recommend
 from apps.webhooks.health import probe_cache, probe_database
+from apps.webhooks.models import (
+    FAILING_FAILURE_COUNT,
+    SUBSCRIPTION_STATUSES,
+    SubscriptionQuerySet,
+    WebhookCounter,
+    WebhookNotification,
+    WebhookSubscription,
+    WorkerHeartbeat,
+)
+from apps.webhooks.services.flags import switch_state
 from calendar_sync import sli
 
 log = logging.getLogger(__name__)
@@ -80,13 +92,6 @@ class HealthDocument:
     # --- database figures ----------------------------------------------------------------
 
     def _subscriptions(self) -> dict:
-        from apps.webhooks.models import (
-            FAILING_FAILURE_COUNT,
-            SUBSCRIPTION_STATUSES,
-            SubscriptionQuerySet,
-            WebhookSubscription,
-        )
-
         now = self.now
         soon = now + timedelta(seconds=self.thresholds["expiring_soon_seconds"])
         live = Q(expires_at__isnull=True) | Q(expires_at__gt=now)
@@ -119,8 +124,6 @@ class HealthDocument:
         }
 
     def _notifications(self) -> dict:
-        from apps.webhooks.models import WebhookCounter, WebhookNotification
-
         now, t = self.now, self.thresholds
         hour_start = (now - timedelta(hours=24)).replace(minute=0, second=0, microsecond=0)
         # The day's figures from the hourly rollups (24 rows per provider, whatever the traffic).
@@ -155,8 +158,6 @@ class HealthDocument:
         }
 
     def _api_performance(self) -> dict:
-        from apps.monitoring.models import ProviderApiCall
-
         rows = (
             ProviderApiCall.objects.filter(created_at__gte=self.now - timedelta(hours=1))
             .values("provider", "error_kind")
@@ -188,8 +189,6 @@ class HealthDocument:
         }
 
     def _calendars(self) -> dict:
-        from apps.calendars.models import Calendar, CalendarAccount
-
         stale_before = self.now - timedelta(seconds=settings.POLL_STALENESS_SECONDS)
         agg = Calendar.objects.filter(sync_enabled=True).aggregate(
             total=Count("id"),
@@ -207,8 +206,6 @@ class HealthDocument:
 
     def _rollout(self) -> dict:
         """The phase, the deploy-time setting and the runtime kill switch, side by side."""
-        from apps.webhooks.services.flags import switch_state
-
         state = switch_state()
         return {
             "deployment_phase": settings.WEBHOOK_DEPLOYMENT_PHASE or None,
@@ -224,8 +221,6 @@ class HealthDocument:
         }
 
     def _workers(self) -> dict:
-        from apps.webhooks.models import WorkerHeartbeat
-
         fresh_after = self.now - timedelta(seconds=settings.WORKER_HEARTBEAT_STALE_SECONDS)
         agg = WorkerHeartbeat.objects.aggregate(
             latest=Max("last_seen_at", filter=Q(stopped_at__isnull=True)),
@@ -244,8 +239,6 @@ class HealthDocument:
         """Hosts whose worker died (no clean stop) within the hour and has not come back
         there: the cluster runs short of a host even while other workers are alive. After an
         hour it is history (a container replaced after a crash never comes back by name)."""
-        from apps.webhooks.models import WorkerHeartbeat
-
         running = WorkerHeartbeat.objects.filter(stopped_at__isnull=True)
         alive = running.filter(last_seen_at__gte=fresh_after).values("hostname")
         dead = running.filter(last_seen_at__lt=fresh_after,
@@ -310,8 +303,6 @@ def urgent_reason(now: datetime | None = None) -> str | None:
     either would break the promise of an alert within 5 minutes. Both use the full check's own
     definitions, so the check this triggers reports the same condition.
     """
-    from apps.webhooks.models import WebhookNotification, WorkerHeartbeat
-
     now = now or timezone.now()
     fresh_after = now - timedelta(seconds=settings.WORKER_HEARTBEAT_STALE_SECONDS)
     alive = WorkerHeartbeat.objects.filter(stopped_at__isnull=True,

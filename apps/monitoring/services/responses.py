@@ -24,6 +24,8 @@ from django.utils import timezone
 
 from apps.calendars.models import Calendar
 from apps.monitoring.models import AutoFallback, HealthStatus
+from apps.webhooks.models import WebhookSubscription
+from apps.webhooks.services.subscriptions import run_maintenance
 from calendar_sync import health_schedule
 
 log = logging.getLogger(__name__)
@@ -80,8 +82,6 @@ def respond(health: dict, act: bool = True) -> ResponseResult:
 
 def failing_calendars() -> QuerySet[Calendar]:
     """Sync-enabled calendars with a broken subscription and no working one."""
-    from apps.webhooks.models import WebhookSubscription
-
     now = timezone.now()
     subs = WebhookSubscription.objects.filter(calendar=OuterRef("pk"))
     broken = subs.filter(Q(status__in=BROKEN_SUBSCRIPTION) | Q(status="active",
@@ -140,8 +140,6 @@ def fallback_for_failing() -> str:
 
 
 def suspend_failing_subscriptions() -> str:
-    from apps.webhooks.models import WebhookSubscription
-
     limit = settings.WEBHOOK_MAX_SUBSCRIPTION_FAILURES
     with transaction.atomic():
         rows = WebhookSubscription.objects.filter(failure_count__gte=limit).exclude(
@@ -158,21 +156,13 @@ def suspend_failing_subscriptions() -> str:
 
 def run_subscription_maintenance() -> str:
     try:
-        from apps.webhooks.services.subscriptions import run_maintenance
-    except ImportError:
-        return "subscription maintenance unavailable (run_maintenance not installed)"
-    try:
         summary = run_maintenance(dry_run=False)
     except DatabaseError:
         raise
     except Exception as exc:  # noqa: BLE001 - a provider outage must not stop the other steps
         log.exception("subscription maintenance failed")
         return f"subscription maintenance failed: {type(exc).__name__}"
-    counts = getattr(summary, "counts", None)
-    if isinstance(counts, dict):
-        text = ", ".join(f"{kind} {n}" for kind, n in counts.items() if n) or "nothing to do"
-    else:
-        text = str(summary)
+    text = ", ".join(f"{kind} {n}" for kind, n in summary.counts.items() if n) or "nothing to do"
     return f"ran subscription maintenance: {text}"
 
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from apps.monitoring.models import AlertDelivery, HealthSnapshot, Incident, ProviderApiCall
 from apps.monitoring.services.jobs import expired_job_runs
+from apps.webhooks.models import WorkerHeartbeat
 from apps.webhooks.services.cleanup import cutoffs
 from calendar_sync.purge import Progress, PurgeResult, purge
 
@@ -60,8 +61,6 @@ def purge_monitoring_data(days: int, *, dry_run: bool = False, batch_size: int |
 
 def expired_heartbeats(days: int, now: datetime | None = None) -> QuerySet:
     """Workers silent for ``days``: stopped long ago or vanished (a live one beats every loop)."""
-    from apps.webhooks.models import WorkerHeartbeat
-
     cutoff, _ = cutoffs(days, now)
     return WorkerHeartbeat.objects.filter(last_seen_at__lt=cutoff)
 

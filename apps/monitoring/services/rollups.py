@@ -20,9 +20,11 @@ from apps.monitoring.models import (
     STATUS_RANK,
     CalendarHourRollup,
     ChangeLagBucket,
+    ProviderApiCall,
     SliRollup,
     StatusHour,
 )
+from apps.webhooks.models import WebhookNotification, WebhookSubscription
 from calendar_sync import sli
 
 MINUTE_ROWS_KEPT = timedelta(hours=7)  # the 6 h window and a margin
@@ -189,9 +191,6 @@ def backfill(hours: int = 24, now: datetime | None = None) -> None:
     """Build the rollups of the last ``hours`` from the notification table (one scan each),
     leaving buckets that already exist alone. Requests are counted as acknowledged: a stored
     notification was answered 2xx (the 5xx answers of the past were never stored)."""
-    from apps.monitoring.models import ProviderApiCall
-    from apps.webhooks.models import WebhookNotification, WebhookSubscription
-
     now = now or timezone.now()
     names = {"rollup": SliRollup._meta.db_table,
              "calendar_rollup": CalendarHourRollup._meta.db_table,

@@ -18,6 +18,9 @@ from django.utils import timezone
 
 from apps.monitoring.alert_channels import CHANNEL_CLASSES, configured_names
 from apps.webhooks.health import probe_cache, probe_database
+from apps.webhooks.models import WorkerHeartbeat
+from apps.webhooks.services.ratelimit import untrusted_proxy_seen
+from calendar_sync import http
 
 # The OAuth client id the development settings and the sandbox use.
 DEVELOPMENT_CLIENT_ID = "calendar-sync-dev"
@@ -136,10 +139,8 @@ def _cache() -> Finding:
 
 
 def _health_endpoint() -> Finding:
-    from calendar_sync.http import get
-
     url = f"{settings.WEBHOOK_BASE_URL}/webhooks/health/"
-    response = get(url, timeout=5)
+    response = http.get(url, timeout=5)
     status = response.json().get("status") if response.status_code in (200, 503) else None
     return Finding("health endpoint", response.status_code == 200,
                  f"{url} answered {response.status_code} ({status})")
@@ -191,8 +192,6 @@ def _metrics_token() -> Finding:
 
 
 def _workers() -> Finding:
-    from apps.webhooks.models import WorkerHeartbeat
-
     fresh = timezone.now() - timedelta(seconds=settings.WORKER_HEARTBEAT_STALE_SECONDS)
     alive = WorkerHeartbeat.objects.filter(stopped_at__isnull=True,
                                            last_seen_at__gte=fresh).count()
@@ -206,8 +205,6 @@ def _alerting() -> Finding:
 
 
 def _trusted_proxies() -> Finding:
-    from apps.webhooks.services.ratelimit import untrusted_proxy_seen
-
     seen = untrusted_proxy_seen()
     if not seen:
         return Finding("trusted proxies", True, ", ".join(settings.WEBHOOK_TRUSTED_PROXIES))
