@@ -317,7 +317,7 @@ HEALTH_THRESHOLDS = {
     "expiring_soon_seconds": envint("HEALTH_EXPIRING_SOON_SECONDS", 24 * 3600),
     "disk_free_min_fraction": envfloat("HEALTH_DISK_FREE_MIN_FRACTION", 0.05),
     "memory_available_min_fraction": envfloat("HEALTH_MEMORY_AVAILABLE_MIN_FRACTION", 0.05),
-    # Monitoring (issue 7): the success rate is measured over this recent window so that a
+    # The success rate is measured over this recent window so that a
     # collapse shows within minutes; with fewer finished notifications than the minimum in it,
     # the whole day is used instead (one failure on a quiet night is not a collapse).
     "success_rate_window_seconds": envint("HEALTH_SUCCESS_RATE_WINDOW_SECONDS", 600, minimum=60),

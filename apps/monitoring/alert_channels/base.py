@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import requests
+from django.conf import settings
 
 from apps.monitoring.models import LEVEL_RANK, IncidentEvent, Level
 from calendar_sync import http
@@ -58,8 +59,6 @@ class Channel:
     required_settings: ClassVar[tuple[str, ...]] = ()
 
     def missing_settings(self) -> list[str]:
-        from django.conf import settings
-
         return [name for name in self.required_settings if not getattr(settings, name, None)]
 
     def wants(self, level: str) -> bool:

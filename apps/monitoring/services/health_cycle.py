@@ -129,7 +129,7 @@ def _pct(value: float | None) -> str:
 
 
 def format_summary(run: HealthCycle) -> str:
-    """The seed's summary: status, subscriptions, success rate, alerts, recommendations."""
+    """What the command prints: status, subscriptions, success rate, alerts, recommendations."""
     health, m = run.health, run.health["metrics"]
     subs, notes, infra = m["subscriptions"], m["notifications"], m["infrastructure"]
     lines = [f"Webhook system status: {health['status'].upper()}  ({health['timestamp']})"]

@@ -1,4 +1,4 @@
-"""Automatic responses to the health status (the seed's handle_*_status), on stored state.
+"""Automatic responses to the health status, one list of steps per status, on stored state.
 
 - critical: every channel alerted and on-call paged (the alert manager routes critical
   incidents to the pager); fallback polling for every sync-enabled calendar; subscriptions

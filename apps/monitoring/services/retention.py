@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.conf import settings
+from django.contrib.sessions.models import Session
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -67,8 +68,6 @@ def expired_heartbeats(days: int, now: datetime | None = None) -> QuerySet:
 
 def expired_sessions(now: datetime | None = None) -> QuerySet:
     """What ``clearsessions`` removes, in batches like the rest."""
-    from django.contrib.sessions.models import Session
-
     return Session.objects.filter(expire_date__lt=now or timezone.now())
 
 

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlparse
 
+from cryptography.fernet import Fernet
 from django.conf import settings
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from apps.monitoring.alert_channels import CHANNEL_CLASSES, configured_names
@@ -117,9 +120,6 @@ def _threshold_checks() -> list[Finding]:
 
 
 def _migrations() -> Finding:
-    from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
-
     executor = MigrationExecutor(connection)
     plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
     names = [f"{m.app_label}.{m.name}" for m, _ in plan]
@@ -127,8 +127,6 @@ def _migrations() -> Finding:
 
 
 def _database() -> Finding:
-    from django.db import connection
-
     probe_database()
     return Finding("database", True, connection.vendor)
 
@@ -161,8 +159,6 @@ def _base_url() -> Finding:
 
 
 def _encryption_keys() -> Finding:
-    from cryptography.fernet import Fernet
-
     bad = []
     for position, key in enumerate(settings.FIELD_ENCRYPTION_KEY, start=1):
         try:
