@@ -45,21 +45,6 @@ def expired_incidents(days: int, now: datetime | None = None) -> QuerySet:
     return Incident.objects.filter(resolved_at__isnull=False, resolved_at__lt=keep_until)
 
 
-def purge_monitoring_data(days: int, *, dry_run: bool = False, batch_size: int | None = None,
-                          progress: Progress | None = None,
-                          now: datetime | None = None) -> list[PurgeResult]:
-    size = batch_size or settings.CLEANUP_BATCH_SIZE
-    targets = (
-        ("provider API calls", expired_api_calls(days, now)),
-        ("health snapshots", expired_snapshots(days, now)),
-        # Deliveries first, in their own batches, so an incident's cascade stays small.
-        ("alert deliveries", expired_deliveries(days, now)),
-        ("incidents", expired_incidents(days, now)),
-        ("job runs", expired_job_runs(days, now)),
-    )
-    return [purge(label, qs, size, dry_run=dry_run, progress=progress) for label, qs in targets]
-
-
 def expired_heartbeats(days: int, now: datetime | None = None) -> QuerySet:
     """Workers silent for ``days``: stopped long ago or vanished (a live one beats every loop)."""
     cutoff, _ = cutoffs(days, now)
@@ -71,11 +56,17 @@ def expired_sessions(now: datetime | None = None) -> QuerySet:
     return Session.objects.filter(expire_date__lt=now or timezone.now())
 
 
-def purge_process_records(days: int, *, dry_run: bool = False, batch_size: int | None = None,
+def purge_monitoring_data(days: int, *, dry_run: bool = False, batch_size: int | None = None,
                           progress: Progress | None = None,
                           now: datetime | None = None) -> list[PurgeResult]:
     size = batch_size or settings.CLEANUP_BATCH_SIZE
     targets = (
+        ("provider API calls", expired_api_calls(days, now)),
+        ("health snapshots", expired_snapshots(days, now)),
+        # Deliveries first, in their own batches, so an incident's cascade stays small.
+        ("alert deliveries", expired_deliveries(days, now)),
+        ("incidents", expired_incidents(days, now)),
+        ("job runs", expired_job_runs(days, now)),
         ("worker heartbeats", expired_heartbeats(days, now)),
         ("expired sessions", expired_sessions(now)),
     )
