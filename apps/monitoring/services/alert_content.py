@@ -74,7 +74,8 @@ def _failing_subscriptions() -> tuple[int, list[dict]]:
 
 
 def _reauth_accounts() -> tuple[int, list[dict]]:
-    rows = CalendarAccount.objects.filter(status="reauth_required").order_by("email")
+    rows = (CalendarAccount.objects.filter(status=CalendarAccount.Status.REAUTH_REQUIRED)
+            .order_by("email"))
     return rows.count(), [_item(f"{a.email} ({a.provider})", a) for a in rows[:AFFECTED_LIMIT]]
 
 
@@ -87,7 +88,8 @@ def _waiting_notifications() -> tuple[int, list[dict]]:
 
 
 def _failed_notifications() -> tuple[int, list[dict]]:
-    rows = (WebhookNotification.objects.filter(processing_status="failed")
+    rows = (WebhookNotification.objects.filter(
+        processing_status=WebhookNotification.Status.FAILED)
             .select_related("subscription__calendar").order_by("-received_at"))
     return rows.count(), [
         _item(f"{n.subscription.calendar.name}: {(n.error or 'no error recorded')[:120]}", n)

@@ -129,8 +129,8 @@ def recent_activity(now: datetime | None = None) -> dict:
 def expiring_soon(now: datetime | None = None, limit: int = 20) -> list[dict]:
     now = now or timezone.now()
     soon = now + timedelta(seconds=settings.HEALTH_THRESHOLDS["expiring_soon_seconds"])
-    rows = (WebhookSubscription.objects.filter(status="active", expires_at__gt=now,
-                                               expires_at__lte=soon)
+    rows = (WebhookSubscription.objects.filter(status=WebhookSubscription.Status.ACTIVE,
+                                               expires_at__gt=now, expires_at__lte=soon)
             .order_by("expires_at")
             .values("provider", "expires_at", "failure_count", "calendar__name",
                     "calendar__calendar_account__email")[:limit])

@@ -99,7 +99,7 @@ class HealthDocument:
             live_active=Count("id", filter=Q(status="active") & live),
             expiring_soon=Count("id", filter=Q(status="active", expires_at__gt=now,
                                                expires_at__lte=soon)),
-            young_pending=Count("id", filter=Q(status="pending",
+            young_pending=Count("id", filter=Q(status=WebhookSubscription.Status.PENDING,
                                                created_at__gt=now - PENDING_GRACE)),
             failing=Count("id", filter=SubscriptionQuerySet.FAILING),
             failing_active=Count("id", filter=SubscriptionQuerySet.FAILING & Q(status="active")),
@@ -196,7 +196,8 @@ class HealthDocument:
                         | Q(last_synced_at__isnull=True, created_at__lt=stale_before)),
             fallback=Count("id", filter=Q(fallback_polling_enabled=True)),
         )
-        reauth = CalendarAccount.objects.filter(status="reauth_required").count()
+        reauth = CalendarAccount.objects.filter(
+            status=CalendarAccount.Status.REAUTH_REQUIRED).count()
         return {
             "sync_enabled_calendars": agg["total"],
             "calendars_behind_staleness_limit": agg["stale"],

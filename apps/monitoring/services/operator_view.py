@@ -35,7 +35,7 @@ def failing_subscriptions(limit: int = LIST_LIMIT) -> dict:
 
 
 def reauth_accounts(limit: int = LIST_LIMIT) -> dict:
-    rows = (CalendarAccount.objects.filter(status="reauth_required")
+    rows = (CalendarAccount.objects.filter(status=CalendarAccount.Status.REAUTH_REQUIRED)
             .select_related("user").order_by("-updated_at"))
     return {"total": rows.count(), "rows": [{
         "email": a.email, "provider": a.provider, "user": a.user.get_username(),

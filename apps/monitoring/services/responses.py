@@ -30,7 +30,9 @@ from calendar_sync import health_schedule
 
 log = logging.getLogger(__name__)
 
-BROKEN_SUBSCRIPTION = ("failed", "suspended", "expired")
+SubscriptionStatus = WebhookSubscription.Status
+BROKEN_SUBSCRIPTION = (SubscriptionStatus.FAILED, SubscriptionStatus.SUSPENDED,
+                       SubscriptionStatus.EXPIRED)
 
 
 @dataclass
@@ -143,9 +145,10 @@ def suspend_failing_subscriptions() -> str:
     limit = settings.WEBHOOK_MAX_SUBSCRIPTION_FAILURES
     with transaction.atomic():
         rows = WebhookSubscription.objects.filter(failure_count__gte=limit).exclude(
-            status__in=("suspended", "stopped")).select_for_update()
+            status__in=(SubscriptionStatus.SUSPENDED, SubscriptionStatus.STOPPED),
+        ).select_for_update()
         calendar_ids = set(rows.values_list("calendar_id", flat=True))
-        suspended = rows.update(status="suspended", updated_at=timezone.now())
+        suspended = rows.update(status=SubscriptionStatus.SUSPENDED, updated_at=timezone.now())
     if not suspended:
         return ""
     polled = enable_fallback(Calendar.objects.filter(pk__in=calendar_ids, sync_enabled=True),
