@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 CACHE_KEY = "monitoring:offline_incidents"
 _TIMES = ("opened_at", "last_notified_at", "clear_since", "resolved_at")
 
+
 def _file() -> Path:
     return Path(settings.VAR_DIR) / "monitoring" / "offline_incidents.json"
 
@@ -89,7 +90,6 @@ def clear() -> None:
         _file().unlink(missing_ok=True)
     except OSError:
         log.exception("offline incident store: cannot remove the file")
-
 
 
 class OfflineStore:
@@ -141,10 +141,9 @@ def _fields(state: IncidentState) -> dict:
 
 
 def to_state(entry: dict) -> IncidentState:
-    times = {k: parse_datetime(entry[k]) if entry.get(k) else None for k in _TIMES}
-    return IncidentState(key=entry["key"], level=entry["level"], title=entry["title"],
-                         message=entry["message"], notified_level=entry["notified_level"],
-                         **times)
+    texts = {k: entry[k] for k in ("key", "level", "title", "message", "notified_level")}
+    return IncidentState(**texts, **{k: parse_datetime(entry[k]) if entry.get(k) else None
+                                     for k in _TIMES})
 
 
 def mirror(incident: Incident) -> dict:
