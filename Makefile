@@ -24,7 +24,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 run: install
-	$(PY) -m calendar_sync.devrun
+	$(PY) -m calendar_sync.dev.run
 
 test: install-dev
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -155,7 +155,7 @@ def _run() -> int:
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from apps.monitoring.services.health_monitor import get_system_health
+    from apps.monitoring.services.health_document import get_system_health
 
     settings.ALLOWED_HOSTS = ["testserver"]  # the in-process test client's host
     if os.environ.get("BENCH_SCALE_REUSE") != "1":  # reuse: time an already built data set

@@ -17,6 +17,15 @@ from datetime import UTC, datetime
 from typing import TextIO
 from urllib.parse import urlparse
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import execute_from_command_line
+from django.db import OperationalError, connection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from settings.env import ImproperEnvironment
+
 # Commands whose documented exit status for "could not run at all" is not 1.
 COULD_NOT_RUN_EXIT = {"webhook_health_check": 3}
 
@@ -34,8 +43,6 @@ def wants_traceback(argv: Sequence[str]) -> bool:
 
 
 def _database_where() -> str:
-    from django.conf import settings
-
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
         return f"the SQLite database {db['NAME']}"
@@ -43,19 +50,12 @@ def _database_where() -> str:
 
 
 def _cache_where() -> str:
-    from django.conf import settings
-
     url = urlparse(getattr(settings, "REDIS_URL", "") or "redis://localhost:6379")
     return f"the cache at {url.hostname}:{url.port or 6379}"
 
 
 def explain(exc: BaseException) -> str | None:
     """The one-line message for a start-up or connectivity failure; None for anything else."""
-    from django.core.exceptions import ImproperlyConfigured
-    from django.db import OperationalError, connection
-
-    from settings.env import ImproperEnvironment
-
     if isinstance(exc, ImproperEnvironment | ImproperlyConfigured):
         return f"configuration error: {exc}"
     if isinstance(exc, OperationalError) and connection.connection is None:
@@ -64,11 +64,6 @@ def explain(exc: BaseException) -> str | None:
         reason = first.rsplit("failed: ", 1)[-1].strip()
         return (f"{_database_where()} is unreachable ({reason[:120]}): start it or fix "
                 f"DATABASE_URL / DB_HOST / DB_PORT")
-    try:
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
-    except ImportError:  # pragma: no cover - redis is a requirement
-        return None
     if isinstance(exc, RedisConnectionError | RedisTimeoutError):
         return f"{_cache_where()} is unreachable: start Redis or fix REDIS_URL"
     return None
@@ -114,8 +109,6 @@ def stamp_output_into_files() -> None:
 
 
 def run_manage(argv: list[str]) -> None:
-    from django.core.management import execute_from_command_line
-
     stamp_output_into_files()
     if wants_traceback(argv):
         execute_from_command_line(argv)
@@ -133,8 +126,6 @@ def run_manage(argv: list[str]) -> None:
 
 def check_settings_or_exit(process: str) -> None:
     """Import the Django settings now (gunicorn's master), so a bad one stops the start."""
-    from django.conf import settings
-
     if wants_traceback([]):
         settings.INSTALLED_APPS  # noqa: B018 - importing the settings is the check
         return

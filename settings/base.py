@@ -12,6 +12,7 @@ import warnings
 from datetime import timedelta
 from pathlib import Path
 
+from settings import deployment_phases
 from settings.env import (
     ImproperEnvironment,
     env,
@@ -44,6 +45,8 @@ INSTALLED_APPS = [
     "apps.calendars",
     "apps.webhooks",
     "apps.monitoring",
+    # Project-wide management commands (the scheduler, clean-up, deployment check, demo).
+    "calendar_sync",
 ]
 
 MIDDLEWARE = [
@@ -260,7 +263,7 @@ MS_OAUTH_SCOPES = envlist(
 OAUTH_REDIRECT_BASE_URL = env("OAUTH_REDIRECT_BASE_URL", "").rstrip("/")
 
 # --- Monitoring and alerting ---------------------------------------------------------------
-# The channel names apps/monitoring/channels implements; a typo must stop start-up, not
+# The channel names apps/monitoring/alert_channels implements; a typo must stop start-up, not
 # silently drop that channel's alerts.
 ALERT_CHANNEL_NAMES = ("email", "slack", "webhook", "pagerduty")
 WEBHOOK_ALERT_CHANNELS = [c.lower() for c in envlist("WEBHOOK_ALERT_CHANNELS", [])]
@@ -314,7 +317,7 @@ HEALTH_THRESHOLDS = {
     "expiring_soon_seconds": envint("HEALTH_EXPIRING_SOON_SECONDS", 24 * 3600),
     "disk_free_min_fraction": envfloat("HEALTH_DISK_FREE_MIN_FRACTION", 0.05),
     "memory_available_min_fraction": envfloat("HEALTH_MEMORY_AVAILABLE_MIN_FRACTION", 0.05),
-    # Monitoring (issue 7): the success rate is measured over this recent window so that a
+    # The success rate is measured over this recent window so that a
     # collapse shows within minutes; with fewer finished notifications than the minimum in it,
     # the whole day is used instead (one failure on a quiet night is not a collapse).
     "success_rate_window_seconds": envint("HEALTH_SUCCESS_RATE_WINDOW_SECONDS", 600, minimum=60),
@@ -332,8 +335,6 @@ ALERT_DELIVERY_RETRY_BASE_SECONDS = envfloat("ALERT_DELIVERY_RETRY_BASE_SECONDS"
 # multi-burn-rate scheme: each rule fires when both its long and short window burn faster.
 def _objective(name: str, default: float) -> float:
     """A fraction strictly between 0 and 1 (1 would leave no error budget to burn)."""
-    from settings.env import ImproperEnvironment
-
     value = envfloat(name, default)
     if not 0 < value < 1:
         raise ImproperEnvironment(f"{name} must be a fraction between 0 and 1, got {value}")
@@ -389,8 +390,6 @@ def apply_deployment_phase(namespace: dict) -> None:
     phase = envint("WEBHOOK_DEPLOYMENT_PHASE", 0, minimum=0, maximum=5)
     if not phase:
         return
-    from settings import deployment_phases
-
     overlay = deployment_phases.phase_settings(phase)
     for name in ("WEBHOOK_ROLLOUT_PERCENTAGE", "WEBHOOK_USER_ROLLOUT_PERCENTAGE"):
         if env(name).strip() and envint(name, 0) != overlay[name]:

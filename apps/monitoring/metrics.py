@@ -22,11 +22,17 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
+from apps.monitoring.models import HealthSnapshot, HealthStatus, Incident, Level, SliRollup
+from apps.webhooks.models import (
+    SUBSCRIPTION_STATUSES,
+    WebhookNotification,
+    WebhookSubscription,
+    WorkerHeartbeat,
+)
 from calendar_sync import sli
 
 log = logging.getLogger(__name__)
 
-HEALTH_STATUSES = ("healthy", "degraded", "critical")
 
 
 class DatabaseCollector:
@@ -48,14 +54,6 @@ class DatabaseCollector:
 
     @staticmethod
     def _families() -> Iterator[Metric]:
-        from apps.monitoring.models import HealthSnapshot, Incident
-        from apps.webhooks.models import (
-            SUBSCRIPTION_STATUSES,
-            WebhookNotification,
-            WebhookSubscription,
-            WorkerHeartbeat,
-        )
-
         now = timezone.now()
         subs = dict(WebhookSubscription.objects.values("status").annotate(n=Count("id"))
                     .values_list("status", "n"))
@@ -70,7 +68,7 @@ class DatabaseCollector:
         gauge = GaugeMetricFamily("calendar_sync_health_status",
                                   "1 for the status of the latest stored health check.",
                                   labels=["status"])
-        for status in HEALTH_STATUSES:
+        for status in HealthStatus:
             gauge.add_metric([status], 1 if latest and latest["status"] == status else 0)
         yield gauge
         if latest:
@@ -98,7 +96,7 @@ class DatabaseCollector:
                       .annotate(n=Count("id")).values_list("level", "n"))
         gauge = GaugeMetricFamily("calendar_sync_incidents_open", "Open alert incidents.",
                                   labels=["level"])
-        for level in ("warning", "critical"):
+        for level in Level:
             gauge.add_metric([level], levels.get(level, 0))
         yield gauge
         yield from _sli_counters()
@@ -107,8 +105,6 @@ class DatabaseCollector:
 def _sli_counters() -> Iterator[Metric]:
     """The SLIs' running totals, so Prometheus can compute the same burn rates
     (``deploy/prometheus/slo-rules.yml``). Monotonic: the total rows are never pruned."""
-    from apps.monitoring.models import SliRollup
-
     sli.flush_requests()  # what the receivers counted in the cache since the last check
     requests = CounterMetricFamily(
         "calendar_sync_slo_requests", "Valid provider requests by answer: ok (2xx) or "

@@ -42,13 +42,42 @@ class HealthSnapshot(models.Model):
     document = models.JSONField(default=dict)
 
 
+class HealthStatus(models.TextChoices):
+    """The health document's status, worst last."""
+
+    HEALTHY = "healthy", "Healthy"
+    DEGRADED = "degraded", "Degraded"
+    CRITICAL = "critical", "Critical"
+
+
+class Level(models.TextChoices):
+    """An alert's (and its incident's) level, worst last."""
+
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+
+
+class IncidentEvent(models.TextChoices):
+    """What a message says about its incident."""
+
+    OPENED = "opened", "Opened"
+    ESCALATED = "escalated", "Escalated"
+    REPEATED = "repeated", "Repeated"
+    RESOLVED = "resolved", "Resolved"
+
+
+STATUS_RANK = {status: rank for rank, status in enumerate(HealthStatus)}
+LEVEL_RANK = {level: rank for rank, level in enumerate(Level, start=1)}
+
+
+class IncidentQuerySet(models.QuerySet):
+    def open(self) -> IncidentQuerySet:
+        return self.filter(resolved_at__isnull=True)
+
+
 class Incident(models.Model):
     """An alert with a stable key: opened once, escalated, repeated at most every N, resolved
     once clear for long enough."""
-
-    class Level(models.TextChoices):
-        WARNING = "warning", "Warning"
-        CRITICAL = "critical", "Critical"
 
     key = models.CharField(max_length=64)
     level = models.CharField(max_length=16, choices=Level.choices)
@@ -64,6 +93,8 @@ class Incident(models.Model):
     clear_since = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
 
+    objects = IncidentQuerySet.as_manager()
+
     class Meta:
         constraints = [
             # At most one open incident per key.
@@ -71,7 +102,7 @@ class Incident(models.Model):
                 fields=["key"], condition=Q(resolved_at__isnull=True), name="incident_open_key"
             ),
             models.CheckConstraint(
-                condition=Q(level__in=["warning", "critical"]), name="incident_level_valid"
+                condition=Q(level__in=Level.values), name="incident_level_valid"
             ),
         ]
         indexes = [models.Index(fields=["resolved_at", "opened_at"], name="incident_open_idx")]
@@ -84,15 +115,9 @@ class Incident(models.Model):
 class AlertDelivery(models.Model):
     """Every attempt to deliver an incident message to a channel, with its outcome."""
 
-    class Event(models.TextChoices):
-        OPENED = "opened", "Opened"
-        ESCALATED = "escalated", "Escalated"
-        REPEATED = "repeated", "Repeated"
-        RESOLVED = "resolved", "Resolved"
-
     incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="deliveries")
     channel = models.CharField(max_length=32)
-    event = models.CharField(max_length=16, choices=Event.choices)
+    event = models.CharField(max_length=16, choices=IncidentEvent.choices)
     attempt = models.PositiveSmallIntegerField(default=1)
     succeeded = models.BooleanField(default=False)
     permanent_failure = models.BooleanField(default=False)

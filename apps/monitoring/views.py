@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET
 from apps.monitoring import metrics
 from apps.monitoring.charts import dashboard_charts
 from apps.monitoring.services import dashboard, operator_view
-from apps.monitoring.services.health_monitor import get_system_health
+from apps.monitoring.services.health_document import get_system_health
 from apps.monitoring.slo_panel import slo_context
 
 # The page loads nothing from anywhere: inline styles and SVG only.

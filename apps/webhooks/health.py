@@ -87,7 +87,7 @@ def close_sessions() -> None:
 def _health_check_fresh() -> None:
     """Fail when the last completed health check is older than HEALTH_CHECK_MAX_AGE_SECONDS:
     nothing is alerting then (no scheduler runs). None yet (a fresh install) passes."""
-    from apps.monitoring.services.schedule import state  # the monitor's own record
+    from calendar_sync.health_schedule import state  # the health cycle's own record
 
     try:
         last = state()["last_run_at"]

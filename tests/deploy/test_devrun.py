@@ -44,7 +44,7 @@ def test_make_run_brings_up_the_demo_and_ctrl_c_stops_every_process(tmp_path):
                         "PROMETHEUS_MULTIPROC_DIR"}}
     env.update({"VAR_DIR": str(tmp_path / "var"), "RUN_PORT": str(port),
                 "SANDBOX_PORT": str(sandbox_port), "DEMO_TRAFFIC_SECONDS": "1"})
-    run = subprocess.Popen([sys.executable, "-m", "calendar_sync.devrun"], cwd=ROOT, env=env,
+    run = subprocess.Popen([sys.executable, "-m", "calendar_sync.dev.run"], cwd=ROOT, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue[str] = queue.Queue()
     seen: list[str] = []

@@ -14,11 +14,11 @@ import pytest
 from .procs import ROOT
 from .test_devrun import _alive
 
-# A supervisor with two long-running children, as devrun starts them.
+# A supervisor with two long-running children, as `make run` starts them.
 SUPERVISOR = """
 import sys, time
 from pathlib import Path
-from calendar_sync.supervisor import ProcessGroup, Stopped, stop_on_signals
+from calendar_sync.dev.supervisor import ProcessGroup, Stopped, stop_on_signals
 stop_on_signals()
 group = ProcessGroup(Path('.'), None)
 children = [group.start(f'child{i}', [sys.executable, '-c', 'import time; time.sleep(600)'])

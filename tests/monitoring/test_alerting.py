@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from apps.monitoring.models import AlertDelivery, Incident
 from apps.monitoring.services import offline_incidents
-from apps.monitoring.services.alerting import AlertManager
+from apps.monitoring.services.alerting import AlertManager, RowStore
 from tests.monitoring.conftest import database_unreachable, fault, seen
 
 pytestmark = pytest.mark.django_db
@@ -180,7 +180,7 @@ def test_overlapping_checks_do_not_both_repeat_an_incident(all_channels, mailout
         stale = Incident.objects.get()  # what a second, slower check loaded
         clock.shift(timedelta(minutes=2))
         run(doc(alert()))
-        AlertManager()._update(stale, alert())
+        AlertManager().apply(RowStore(), stale, alert())
     assert [e for _, e in seen(all_channels, mailoutbox)["webhook"]] == ["opened", "repeated"]
 
 

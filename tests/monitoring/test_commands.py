@@ -11,7 +11,7 @@ import time_machine
 from django.core.management import call_command
 
 from apps.monitoring.models import HealthSnapshot, Incident
-from apps.monitoring.services import schedule
+from calendar_sync import health_schedule
 from tests.monitoring.conftest import (
     beat,
     make_notifications,
@@ -55,7 +55,8 @@ def test_a_degraded_system_exits_1_and_checks_every_two_minutes(live_worker, cal
     assert code == 1
     assert "[warning] Freshness SLO burning 3x over 3d" in out
     assert "health checks every 120 s" in out
-    assert schedule.state()["interval_seconds"] == settings.HEALTH_DEGRADED_CHECK_INTERVAL_SECONDS
+    assert (health_schedule.state()["interval_seconds"]
+            == settings.HEALTH_DEGRADED_CHECK_INTERVAL_SECONDS)
 
 
 def test_a_critical_system_exits_2_and_json_has_the_whole_document(live_worker, calendar):

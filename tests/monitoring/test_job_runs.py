@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from apps.monitoring.models import JobRun
-from apps.monitoring.services.health_monitor import get_system_health
+from apps.monitoring.services.health_document import get_system_health
 from tests.monitoring.conftest import make_calendar, make_notifications, make_subscriptions
 
 pytestmark = pytest.mark.django_db
@@ -52,7 +52,7 @@ def test_a_dry_run_or_refused_arguments_claim_no_slot():
 
 
 def test_a_failing_job_is_recorded_failed_without_the_exception_text(monkeypatch):
-    from apps.monitoring.management.commands import cleanup_webhook_data
+    from calendar_sync.management.commands import cleanup_webhook_data
 
     def boom(*args, **kwargs):
         raise RuntimeError("postgres://user:secret@db/calendar_sync unreachable")

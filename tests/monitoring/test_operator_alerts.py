@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from apps.monitoring.models import HealthSnapshot, Incident
 from apps.monitoring.services.alerting import AlertManager
-from apps.monitoring.services.health_monitor import get_system_health
+from apps.monitoring.services.health_document import get_system_health
 from tests.monitoring.conftest import (
     beat,
     make_calendar,

@@ -9,11 +9,11 @@ import pytest
 from django.core.management import call_command
 
 from apps.calendars.models import Calendar
-from apps.monitoring.services import schedule
 from apps.monitoring.services.dashboard import performance_trends
-from apps.monitoring.services.health_monitor import get_system_health
+from apps.monitoring.services.health_document import get_system_health
 from apps.webhooks.models import WebhookSubscription
 from apps.webhooks.services.flags import set_runtime_switch
+from calendar_sync import health_schedule
 from tests.monitoring.conftest import make_calendar, make_subscriptions
 
 pytestmark = pytest.mark.django_db
@@ -99,7 +99,7 @@ def test_a_plain_check_changes_nothing_but_reports(live_worker):
     assert "observed only" in out.getvalue()
     assert not WebhookSubscription.objects.filter(status="suspended").exists()
     assert not Calendar.objects.filter(fallback_polling_enabled=True).exists()
-    assert schedule.state()["last_run_at"] is None  # cron's next check is not postponed
+    assert health_schedule.state()["last_run_at"] is None  # cron's next check is not postponed
 
 
 def test_a_check_that_cannot_run_exits_3_without_the_error_text(monkeypatch, caplog):
@@ -108,7 +108,7 @@ def test_a_check_that_cannot_run_exits_3_without_the_error_text(monkeypatch, cap
     def broken() -> dict:
         raise RuntimeError(f"could not reach {secret}")
 
-    monkeypatch.setattr("apps.monitoring.services.checks.get_system_health", broken)
+    monkeypatch.setattr("apps.monitoring.services.health_cycle.get_system_health", broken)
     err = StringIO()
     with pytest.raises(SystemExit) as exit_:
         call_command("webhook_health_check", stderr=err)

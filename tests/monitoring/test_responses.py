@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import timedelta
 
 import pytest
@@ -10,10 +9,10 @@ from django.utils import timezone
 
 from apps.calendars.models import Calendar
 from apps.monitoring.models import AutoFallback
-from apps.monitoring.services import schedule
-from apps.monitoring.services.health_monitor import get_system_health
+from apps.monitoring.services.health_document import get_system_health
 from apps.monitoring.services.responses import respond
 from apps.webhooks.models import WebhookSubscription
+from calendar_sync import health_schedule
 from tests.monitoring.conftest import database_unreachable, make_calendar, make_subscriptions
 
 pytestmark = pytest.mark.django_db
@@ -52,7 +51,8 @@ def test_critical_polls_every_calendar_and_suspends_subscriptions_that_keep_fail
     assert not fallback(disabled)
     # Only what the monitor switched on is remembered as its own.
     assert auto(failing) and auto(working) and not auto(by_hand)
-    assert schedule.state()["interval_seconds"] == settings.HEALTH_DEGRADED_CHECK_INTERVAL_SECONDS
+    assert (health_schedule.state()["interval_seconds"]
+            == settings.HEALTH_DEGRADED_CHECK_INTERVAL_SECONDS)
     assert any("suspended 11 subscriptions" in line for line in result.actions)
 
 
@@ -80,21 +80,13 @@ def test_degraded_runs_maintenance_checks_faster_and_polls_failing_calendars(san
 
     assert fallback(failing) and auto(failing)
     assert not fallback(working) and not fallback(replaced)
-    assert schedule.state()["interval_seconds"] == settings.HEALTH_DEGRADED_CHECK_INTERVAL_SECONDS
+    assert (health_schedule.state()["interval_seconds"]
+            == settings.HEALTH_DEGRADED_CHECK_INTERVAL_SECONDS)
     assert any(line.startswith("ran subscription maintenance") for line in result.actions)
 
 
-def test_degraded_carries_on_when_maintenance_is_not_installed(monkeypatch):
-    monkeypatch.setitem(sys.modules, "apps.webhooks.services.subscriptions", None)
-    failing = make_calendar()
-    make_subscriptions(failing, 1, status="suspended")
-    result = respond(status_doc("degraded"))
-    assert "subscription maintenance unavailable" in " ".join(result.actions)
-    assert fallback(failing)
-
-
 def test_healthy_turns_off_only_the_fallbacks_it_turned_on_for_recovered_calendars(settings):
-    schedule.set_interval(settings.HEALTH_DEGRADED_CHECK_INTERVAL_SECONDS)
+    health_schedule.set_interval(settings.HEALTH_DEGRADED_CHECK_INTERVAL_SECONDS)
     recovered = make_calendar()
     make_subscriptions(recovered, 1)
     still_failing = make_calendar()
@@ -113,7 +105,7 @@ def test_healthy_turns_off_only_the_fallbacks_it_turned_on_for_recovered_calenda
     assert not fallback(without_push) and not auto(without_push)
     assert fallback(still_failing) and auto(still_failing)
     assert fallback(by_hand)  # an operator's choice is never undone
-    assert schedule.state()["interval_seconds"] == settings.HEALTH_CHECK_INTERVAL_SECONDS
+    assert health_schedule.state()["interval_seconds"] == settings.HEALTH_CHECK_INTERVAL_SECONDS
     assert "turned off again for 2 recovered calendars" in " ".join(result.actions)
 
 

@@ -12,9 +12,9 @@ import time_machine
 from django.test import Client
 
 from apps.monitoring.models import Incident, JobRun
-from apps.monitoring.services import schedule
-from apps.monitoring.services.checks import run_health_check
+from apps.monitoring.services.health_cycle import run_health_cycle
 from apps.monitoring.services.watchdog import STALE_KEY, watch_scheduler
+from calendar_sync import health_schedule
 from tests.monitoring.conftest import seen
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -25,7 +25,7 @@ def _health_check_job_ran(at: datetime) -> None:
     JobRun.objects.create(job="health_check", slot=at.replace(second=0), host="host-a",
                           started_at=at, finished_at=at + timedelta(seconds=2),
                           outcome=JobRun.Outcome.SUCCEEDED)
-    schedule.mark_run("healthy", at)
+    health_schedule.mark_run("healthy", at)
 
 
 def _workers_watch(at: datetime, workers: int = 3) -> list[bool]:
@@ -103,7 +103,7 @@ def test_each_health_check_run_pings_the_dead_mans_switch(settings):
     responses.get("https://hc-ping.example/uuid-1234/start")
     responses.get("https://hc-ping.example/uuid-1234")
     responses.get("https://hc-ping.example/uuid-1234/fail")
-    run_health_check(send_alerts=False)
+    run_health_cycle(send_alerts=False)
     assert [c.request.url for c in responses.calls] == [
         "https://hc-ping.example/uuid-1234/start", "https://hc-ping.example/uuid-1234"]
 
@@ -112,12 +112,12 @@ def test_each_health_check_run_pings_the_dead_mans_switch(settings):
 @responses.activate
 def test_a_health_check_that_crashes_pings_fail_and_an_unreachable_switch_is_harmless(
         settings, monkeypatch):
-    from apps.monitoring.services import checks
+    from apps.monitoring.services import health_cycle
 
     settings.HEALTHCHECK_PING_URL = "https://hc-ping.example/uuid-1234"
     responses.get("https://hc-ping.example/uuid-1234/start", body=requests.ConnectionError("down"))
     responses.get("https://hc-ping.example/uuid-1234/fail")
-    monkeypatch.setattr(checks, "get_system_health", lambda: 1 / 0)
+    monkeypatch.setattr(health_cycle, "get_system_health", lambda: 1 / 0)
     with pytest.raises(ZeroDivisionError):
-        run_health_check(send_alerts=False)
+        run_health_cycle(send_alerts=False)
     assert [c.request.url for c in responses.calls][-1] == "https://hc-ping.example/uuid-1234/fail"

@@ -13,7 +13,7 @@ from django.core.management import call_command
 
 from apps.monitoring.models import Incident, SliRollup
 from apps.monitoring.services import slo
-from apps.monitoring.services.health_monitor import get_system_health
+from apps.monitoring.services.health_document import get_system_health
 from apps.webhooks.models import WebhookNotification, WebhookSubscription
 from apps.webhooks.services import notification_rows
 from calendar_sync import sli

@@ -14,6 +14,9 @@ from django.conf import settings
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
+from apps.calendars.models import CalendarAccount
+from apps.webhooks.models import WebhookNotification, WebhookSubscription, WorkerHeartbeat
+
 AFFECTED_LIMIT = 10
 
 
@@ -62,8 +65,6 @@ def _item(name: str, obj) -> dict:
 
 
 def _failing_subscriptions() -> tuple[int, list[dict]]:
-    from apps.webhooks.models import WebhookSubscription
-
     rows = (WebhookSubscription.objects.failing().select_related("calendar__calendar_account")
             .order_by("-failure_count", "-updated_at"))
     items = [_item(f"{s.calendar.name} ({s.calendar.calendar_account.email}) — {s.status}, "
@@ -73,15 +74,12 @@ def _failing_subscriptions() -> tuple[int, list[dict]]:
 
 
 def _reauth_accounts() -> tuple[int, list[dict]]:
-    from apps.calendars.models import CalendarAccount
-
-    rows = CalendarAccount.objects.filter(status="reauth_required").order_by("email")
+    rows = (CalendarAccount.objects.filter(status=CalendarAccount.Status.REAUTH_REQUIRED)
+            .order_by("email"))
     return rows.count(), [_item(f"{a.email} ({a.provider})", a) for a in rows[:AFFECTED_LIMIT]]
 
 
 def _waiting_notifications() -> tuple[int, list[dict]]:
-    from apps.webhooks.models import WebhookNotification
-
     rows = (WebhookNotification.objects.filter(processing_status__in=("pending", "processing"))
             .select_related("subscription__calendar").order_by("received_at"))
     return rows.count(), [
@@ -90,9 +88,8 @@ def _waiting_notifications() -> tuple[int, list[dict]]:
 
 
 def _failed_notifications() -> tuple[int, list[dict]]:
-    from apps.webhooks.models import WebhookNotification
-
-    rows = (WebhookNotification.objects.filter(processing_status="failed")
+    rows = (WebhookNotification.objects.filter(
+        processing_status=WebhookNotification.Status.FAILED)
             .select_related("subscription__calendar").order_by("-received_at"))
     return rows.count(), [
         _item(f"{n.subscription.calendar.name}: {(n.error or 'no error recorded')[:120]}", n)
@@ -100,8 +97,6 @@ def _failed_notifications() -> tuple[int, list[dict]]:
 
 
 def _workers() -> tuple[int, list[dict]]:
-    from apps.webhooks.models import WorkerHeartbeat
-
     rows = WorkerHeartbeat.objects.order_by("-last_seen_at")
     return rows.count(), [
         _item(f"{w.worker_id} on {w.hostname or '?'}: "

@@ -1,13 +1,7 @@
 """Alert incidents: opened once, escalated when the level rises, repeated at most every
 ALERT_REPEAT_INTERVAL_SECONDS while open, resolved with a message once the condition has been
-clear for ALERT_RESOLVE_AFTER_SECONDS.
-
-Damping against flapping: a figure hovering around a threshold comes and goes from one check to
-the next. An open incident whose condition is no longer reported is only "clearing"
-(``Incident.clear_since``, in the database, never in process memory): it stays open and nothing
-is sent. If the condition returns meanwhile, ``clear_since`` is reset and nothing is sent either
-(the repeat interval still applies, a rise in level still escalates); only when it has stayed
-clear for the whole delay is it resolved, with one "resolved" message.
+clear for ALERT_RESOLVE_AFTER_SECONDS (the rules: ``incidents.step``; clearing is kept in
+``Incident.clear_since``, in the database, never in process memory).
 
 Each health alert has a stable key; an ``Incident`` row per key is open at most once (a unique
 constraint). State changes are compare-and-set updates, so two overlapping checks never send the
@@ -16,28 +10,25 @@ retried (ALERT_DELIVERY_MAX_ATTEMPTS), a channel that still failed is tried agai
 check, and one channel failing never stops the others. Warnings go to every channel but the
 pager; critical incidents page on-call too.
 
-While the database is down, incidents are kept in ``offline_incidents`` (same rules) and
-imported as rows when it is back; while such an incident is still open (typically
-``database_down`` clearing) the store keeps a mirror of it, so that the database going down
-again continues that incident instead of opening a new one.
+While the database is down, incidents are kept in ``offline_incidents`` (same rules, another
+store) and imported as rows when it is back.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
-from apps.monitoring.channels import AlertMessage, Channel, DeliveryError, configured_channels
-from apps.monitoring.channels.base import LEVEL_RANK, redact
-from apps.monitoring.models import AlertDelivery, Incident
+from apps.monitoring.alert_channels import AlertMessage, Channel, DeliveryError, configured_channels
+from apps.monitoring.alert_channels.base import redact
+from apps.monitoring.models import AlertDelivery, Incident, IncidentEvent
 from apps.monitoring.services import offline_incidents
 from apps.monitoring.services.alert_content import (
     affected,
@@ -47,11 +38,9 @@ from apps.monitoring.services.alert_content import (
     where,
 )
 from apps.monitoring.services.health_rules import RECOMMENDATIONS
+from apps.monitoring.services.incidents import Delivery, IncidentState, Recorder, Step, step
 
 log = logging.getLogger(__name__)
-
-# attempt number, succeeded, permanent failure, error text
-Recorder = Callable[[int, bool, bool, str], None]
 
 
 @dataclass
@@ -101,7 +90,7 @@ def build_message(key: str, level: str, event: str, title: str, text: str,
                   opened_at: datetime, now: datetime, details: dict | None = None,
                   clear_since: datetime | None = None) -> AlertMessage:
     details = {**where(), **(details or {})}
-    if event == "resolved":
+    if event == IncidentEvent.RESOLVED:
         cleared = clear_since or now
         text = (f"{recovered(key, title)} Resolved after "
                 f"{human_duration((cleared - opened_at).total_seconds())} "
@@ -133,6 +122,17 @@ def _explained(text: str, details: dict) -> str:
     return "\n".join(lines)
 
 
+class IncidentStore(Protocol):
+    """Where incidents are kept: ``RowStore`` (the database) or ``offline_incidents``."""
+
+    def open_incidents(self, key: str | None = None) -> dict[str, Any]: ...
+    def state(self, handle: Any) -> IncidentState: ...
+    def details(self, handle: Any) -> dict: ...
+    def commit(self, handle: Any, step: Step, alert: dict | None) -> Any: ...
+    def deliveries(self, handle: Any, since: datetime | None = None) -> list[Delivery]: ...
+    def recorder(self, handle: Any, channel: str, event: str) -> Recorder: ...
+
+
 class AlertManager:
     def __init__(self, channels: list[Channel] | None = None, now: datetime | None = None):
         self.channels = configured_channels() if channels is None else channels
@@ -144,21 +144,19 @@ class AlertManager:
     def process(self, health: dict) -> AlertingSummary:
         alerts = {a["key"]: a for a in health["alerts"]}
         if not health["metrics"]["infrastructure"].get("database_healthy", True):
-            offline_incidents.process_offline(self, alerts)
+            # Only what can be judged without the database is in ``alerts`` then
+            # (database_down, cache_down); rows opened while it was up wait for it.
+            store = offline_incidents.OfflineStore(self.now)
+            try:
+                self._apply_all(store, alerts)
+            finally:
+                store.save()
             return self.summary
         try:
-            mirrored = self._import_offline()
-            open_incidents = {i.key: i for i in Incident.objects.filter(resolved_at__isnull=True)}
-            for key, alert in alerts.items():
-                if key in open_incidents:
-                    self._update(open_incidents[key], alert)
-                else:
-                    self._open(alert)
-            for key, incident in open_incidents.items():
-                if key not in alerts:
-                    self._clear(incident)
+            mirrored = offline_incidents.import_into_rows()
+            self._apply_all(RowStore(), alerts)
             if mirrored:
-                self._mirror_offline(mirrored)
+                offline_incidents.keep_mirrors(mirrored)
         except DatabaseError:
             log.exception("alerting stopped: the database failed during the run")
         return self.summary
@@ -166,159 +164,130 @@ class AlertManager:
     def report(self, alert: dict) -> AlertingSummary:
         """One condition seen by a watcher outside the health check (the workers watching
         the scheduler): open or update its incident, leaving every other incident alone."""
-        incident = Incident.objects.filter(key=alert["key"], resolved_at__isnull=True).first()
-        if incident is None:
-            self._open(alert)
-        else:
-            self._update(incident, alert)
+        store = RowStore()
+        self.apply(store, store.open_incidents(alert["key"]).get(alert["key"]), alert)
         return self.summary
 
     def resolve(self, key: str) -> AlertingSummary:
         """That watcher's condition is over: resolve its open incident at once (it cannot
         flap: it is over when the event it waited for happened)."""
-        incident = Incident.objects.filter(key=key, resolved_at__isnull=True).first()
+        store = RowStore()
+        incident = store.open_incidents(key).get(key)
         if incident is not None:
-            Incident.objects.filter(pk=incident.pk, clear_since__isnull=True).update(
-                clear_since=self.now)
-            incident.clear_since = incident.clear_since or self.now
-            self._resolve(incident)
+            self.apply(store, incident, None, resolve_after=timedelta(0))
         return self.summary
 
-    # --- incident transitions ------------------------------------------------------------
+    def _apply_all(self, store: IncidentStore, alerts: dict[str, dict]) -> None:
+        open_incidents = store.open_incidents()
+        for key, alert in alerts.items():
+            self.apply(store, open_incidents.get(key), alert)
+        for key, handle in open_incidents.items():
+            if key not in alerts:
+                self.apply(store, handle, None)
 
-    def _open(self, alert: dict) -> None:
-        try:
-            with transaction.atomic():
-                incident = Incident.objects.create(
-                    key=alert["key"], level=alert["level"], title=alert["title"],
-                    message=alert["message"], details=_details(alert), opened_at=self.now,
-                    last_notified_at=self.now, notified_level=alert["level"],
-                )
-        except IntegrityError:
-            return  # an overlapping check opened it a moment ago and is delivering it
-        self._broadcast(incident, "opened", self.targets(incident.level))
-
-    def _update(self, incident: Incident, alert: dict) -> None:
-        # clear_since=None: a condition that returns while clearing simply keeps it open.
-        changes = {"level": alert["level"], "title": alert["title"],
-                   "message": alert["message"], "details": _details(alert), "clear_since": None}
-        rises = LEVEL_RANK[alert["level"]] > LEVEL_RANK.get(incident.notified_level, 0)
-        last = incident.last_notified_at
-        due = last is None or self.now - last >= self.repeat
-        if rises or due:
-            claimed = Incident.objects.filter(
-                pk=incident.pk, notified_level=incident.notified_level,
-                last_notified_at=incident.last_notified_at,
-            ).update(last_notified_at=self.now,
-                     notified_level=alert["level"] if rises else incident.notified_level,
-                     **changes)
-            if claimed:
-                incident.refresh_from_db()
-                event = "escalated" if rises else "repeated"
-                self._broadcast(incident, event, self.targets(incident.level))
+    def apply(self, store: IncidentStore, handle: Any, alert: dict | None,
+              resolve_after: timedelta | None = None) -> None:
+        """One transition of one incident: decide, store (compare-and-set), then tell."""
+        state = None if handle is None else store.state(handle)
+        nxt = step(state, alert, self.now, repeat=self.repeat,
+                   resolve_after=self.resolve_after if resolve_after is None else resolve_after)
+        if nxt is None:
             return
-        Incident.objects.filter(pk=incident.pk).update(**changes)
-        incident.level = alert["level"]
-        self._catch_up(incident)
-
-    def _clear(self, incident: Incident) -> None:
-        """Not reported this time: resolve only once clear for ``resolve_after``; until then
-        the incident stays open and nothing is sent."""
-        if incident.clear_since is None:
-            Incident.objects.filter(pk=incident.pk, resolved_at__isnull=True,
-                                    clear_since__isnull=True).update(clear_since=self.now)
-            incident.clear_since = self.now
-        if self.now - incident.clear_since >= self.resolve_after:
-            self._resolve(incident)
-
-    def _resolve(self, incident: Incident) -> None:
-        claimed = Incident.objects.filter(pk=incident.pk, resolved_at__isnull=True).update(
-            resolved_at=self.now)
-        if not claimed:
-            return
-        told = set(incident.deliveries.filter(succeeded=True).values_list("channel", flat=True))
-        self._broadcast(incident, "resolved", [c for c in self.channels if c.name in told])
-
-    def _catch_up(self, incident: Incident) -> None:
-        """Channels that missed the last broadcast (all attempts failed) get it now."""
-        since = incident.last_notified_at
-        rows = list(incident.deliveries.filter(created_at__gte=since).order_by("-pk").values_list(
-            "channel", "event", "succeeded", "permanent_failure"))
-        settled = {ch for ch, _, ok, permanent in rows if ok or permanent}
-        event = next((ev for _, ev, _, _ in rows), "opened")
-        owed = [c for c in self.targets(incident.notified_level) if c.name not in settled]
-        if owed:
-            self._broadcast(incident, event, owed)
-
-    # --- delivery ------------------------------------------------------------------------
+        handle = store.commit(handle, nxt, alert)
+        if handle is None or (nxt.event is None and not nxt.catch_up):
+            return  # claimed by an overlapping check, or nothing to say
+        event, channels = nxt.event, self.targets(nxt.state.level)
+        if nxt.catch_up:
+            # Channels that missed the last broadcast (all attempts failed) get it now.
+            recent = store.deliveries(handle, since=nxt.state.last_notified_at)
+            settled = {d.channel for d in recent if d.succeeded or d.permanent}
+            event = recent[0].event if recent else IncidentEvent.OPENED
+            channels = [c for c in self.targets(nxt.state.notified_level)
+                        if c.name not in settled]
+        elif event == IncidentEvent.RESOLVED:
+            told = {d.channel for d in store.deliveries(handle) if d.succeeded}
+            channels = [c for c in self.channels if c.name in told]
+        if channels:
+            self._broadcast(store, handle, nxt.state, event, channels)
 
     def targets(self, level: str) -> list[Channel]:
         return [c for c in self.channels if c.wants(level)]
 
-    def _broadcast(self, incident: Incident, event: str, channels: list[Channel]) -> None:
-        message = build_message(incident.key, incident.level, event, incident.title,
-                                incident.message, incident.opened_at, self.now,
-                                incident.details, incident.clear_since)
+    def _broadcast(self, store: IncidentStore, handle: Any, state: IncidentState, event: str,
+                   channels: list[Channel]) -> None:
+        message = build_message(state.key, state.level, event, state.title, state.message,
+                                state.opened_at, self.now, store.details(handle),
+                                state.clear_since)
         for channel in channels:
-            ok = deliver(channel, message, self._recorder(incident, channel, event))
-            self.summary.sent.append((incident.key, event, channel.name, ok))
+            ok = deliver(channel, message, store.recorder(handle, channel.name, event))
+            self.summary.sent.append((state.key, event, channel.name, ok))
 
-    @staticmethod
-    def _recorder(incident: Incident, channel: Channel, event: str) -> Recorder:
+
+class RowStore:
+    """Incidents as ``Incident`` rows; every change that sends something is claimed with a
+    compare-and-set update, so two overlapping checks never send the same message twice."""
+
+    def open_incidents(self, key: str | None = None) -> dict[str, Incident]:
+        rows = Incident.objects.open()
+        return {i.key: i for i in (rows if key is None else rows.filter(key=key))}
+
+    def state(self, incident: Incident) -> IncidentState:
+        return IncidentState(
+            key=incident.key, level=incident.level, title=incident.title,
+            message=incident.message, opened_at=incident.opened_at,
+            notified_level=incident.notified_level, last_notified_at=incident.last_notified_at,
+            clear_since=incident.clear_since, resolved_at=incident.resolved_at)
+
+    def details(self, incident: Incident) -> dict:
+        return incident.details
+
+    def commit(self, incident: Incident | None, step: Step,
+               alert: dict | None) -> Incident | None:
+        new = step.state
+        if incident is None:
+            try:
+                with transaction.atomic():
+                    return Incident.objects.create(details=_details(alert), **vars(new))
+            except IntegrityError:
+                return None  # an overlapping check opened it a moment ago and is delivering it
+        rows = Incident.objects.filter(pk=incident.pk)
+        if alert is None:  # clearing: stamp it once; resolved: claim the resolution
+            if incident.clear_since is None:
+                rows.open().filter(clear_since__isnull=True).update(clear_since=new.clear_since)
+                incident.clear_since = new.clear_since
+            if step.event is None:
+                return incident
+            return incident if rows.open().update(resolved_at=new.resolved_at) else None
+        changes = {f: getattr(new, f) for f in ("level", "title", "message", "clear_since")}
+        if not step.catch_up:  # escalated or repeated: claim the broadcast
+            changes |= {"notified_level": new.notified_level,
+                        "last_notified_at": new.last_notified_at}
+            rows = rows.filter(notified_level=incident.notified_level,
+                               last_notified_at=incident.last_notified_at)
+        changes["details"] = _details(alert)
+        if not rows.update(**changes):
+            return None
+        for name, value in changes.items():
+            setattr(incident, name, value)
+        return incident
+
+    def deliveries(self, incident: Incident, since: datetime | None = None) -> list[Delivery]:
+        rows = incident.deliveries.all() if since is None else incident.deliveries.filter(
+            created_at__gte=since)
+        return [Delivery(*d) for d in rows.order_by("-pk").values_list(
+            "channel", "event", "succeeded", "permanent_failure")]
+
+    def recorder(self, incident: Incident, channel: str, event: str) -> Recorder:
         def record(attempt: int, ok: bool, permanent: bool, error: str) -> None:
             try:
                 AlertDelivery.objects.create(
-                    incident=incident, channel=channel.name, event=event, attempt=attempt,
+                    incident=incident, channel=channel, event=event, attempt=attempt,
                     succeeded=ok, permanent_failure=permanent, error=error,
                 )
             except DatabaseError:
-                log.warning("could not record the %s delivery of %s", channel.name, incident.key)
+                log.warning("could not record the %s delivery of %s", channel, incident.key)
 
         return record
-
-    def _import_offline(self) -> list[str]:
-        """Turn what was sent while the database was down into rows; returns the keys of the
-        entries still open, which stay in the store as mirrors (``_mirror_offline``)."""
-        stored = offline_incidents.load()
-        if not stored:
-            return []
-        with transaction.atomic():
-            for entry in stored:
-                incident = self._incident_for(entry)
-                AlertDelivery.objects.bulk_create([
-                    AlertDelivery(incident=incident, channel=d["channel"], event=d["event"],
-                                  attempt=d["attempt"], succeeded=d["succeeded"],
-                                  permanent_failure=d["permanent"], error=d["error"],
-                                  created_at=parse_datetime(d["at"]))
-                    for d in entry["deliveries"] if not d.get("imported")
-                ])
-        return [e["key"] for e in stored if not e.get("resolved_at")]
-
-    @staticmethod
-    def _incident_for(entry: dict) -> Incident:
-        state = offline_incidents.incident_state(entry)
-        if entry.get("id"):  # a mirror: bring back what changed while the database was down
-            Incident.objects.filter(pk=entry["id"], resolved_at__isnull=True).update(**state)
-            incident = Incident.objects.filter(pk=entry["id"]).first()
-            if incident is not None:
-                return incident
-        if not entry.get("resolved_at"):
-            incident = Incident.objects.filter(key=entry["key"],
-                                               resolved_at__isnull=True).first()
-            if incident is not None:
-                return incident
-        return Incident.objects.create(key=entry["key"], details=entry.get("details", {}),
-                                       **state)
-
-    @staticmethod
-    def _mirror_offline(keys: list[str]) -> None:
-        """Keep the still-open incidents that began offline in the store, and only those."""
-        rows = list(Incident.objects.filter(key__in=keys, resolved_at__isnull=True)
-                    .prefetch_related("deliveries"))
-        if rows:
-            offline_incidents.save([offline_incidents.mirror(i) for i in rows])
-        else:
-            offline_incidents.clear()
 
 
 def _details(alert: dict) -> dict:

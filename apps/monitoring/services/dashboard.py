@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from apps.monitoring.models import HealthSnapshot, Incident
 from apps.monitoring.services import rollups
-from apps.monitoring.services.health_monitor import WAITING
+from apps.monitoring.services.health_document import WAITING
+from apps.webhooks.models import SUBSCRIPTION_STATUSES, WebhookNotification, WebhookSubscription
 
 
 def hour_slots(now: datetime) -> list[datetime]:
@@ -76,8 +77,6 @@ def performance_trends(now: datetime | None = None) -> dict:
 
 
 def subscription_distribution() -> dict:
-    from apps.webhooks.models import SUBSCRIPTION_STATUSES, WebhookSubscription
-
     by_status = dict.fromkeys(SUBSCRIPTION_STATUSES, 0)
     by_provider: dict[str, int] = {}
     matrix: dict[str, dict[str, int]] = {}
@@ -98,8 +97,6 @@ def _incident(incident: Incident) -> dict:
 
 
 def recent_activity(now: datetime | None = None) -> dict:
-    from apps.webhooks.models import WebhookNotification
-
     now = now or timezone.now()
     # From the minute rollups (received per provider, finished by outcome in the last hour)
     # and what waits now: at most a few hundred rows whatever the traffic.
@@ -130,12 +127,10 @@ def recent_activity(now: datetime | None = None) -> dict:
 
 
 def expiring_soon(now: datetime | None = None, limit: int = 20) -> list[dict]:
-    from apps.webhooks.models import WebhookSubscription
-
     now = now or timezone.now()
     soon = now + timedelta(seconds=settings.HEALTH_THRESHOLDS["expiring_soon_seconds"])
-    rows = (WebhookSubscription.objects.filter(status="active", expires_at__gt=now,
-                                               expires_at__lte=soon)
+    rows = (WebhookSubscription.objects.filter(status=WebhookSubscription.Status.ACTIVE,
+                                               expires_at__gt=now, expires_at__lte=soon)
             .order_by("expires_at")
             .values("provider", "expires_at", "failure_count", "calendar__name",
                     "calendar__calendar_account__email")[:limit])

@@ -25,11 +25,10 @@ from typing import Any
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from apps.monitoring.models import LEVEL_RANK, STATUS_RANK, HealthStatus, Level
 from apps.monitoring.services.alert_content import clock, human_duration
 
-WARNING, CRITICAL = "warning", "critical"
-STATUS_FOR_LEVEL = {WARNING: "degraded", CRITICAL: "critical"}
-STATUS_RANK = {"healthy": 0, "degraded": 1, "critical": 2}
+STATUS_FOR_LEVEL = {Level.WARNING: HealthStatus.DEGRADED, Level.CRITICAL: HealthStatus.CRITICAL}
 
 
 def _alert(key: str, level: str, title: str, message: str, value: Any = None,
@@ -42,14 +41,14 @@ def _band(value: float | None, healthy: float, critical: float) -> str | None:
     """Level for a percentage where higher is better (None: fine or unknown)."""
     if value is None or value >= healthy:
         return None
-    return CRITICAL if value < critical else WARNING
+    return Level.CRITICAL if value < critical else Level.WARNING
 
 
 def _count_band(value: int, degraded: int, critical: int) -> str | None:
     """Level for a count where lower is better: above ``critical`` / above ``degraded``."""
     if value > critical:
-        return CRITICAL
-    return WARNING if value > degraded else None
+        return Level.CRITICAL
+    return Level.WARNING if value > degraded else None
 
 
 def evaluate(metrics: dict, t: dict,
@@ -57,14 +56,14 @@ def evaluate(metrics: dict, t: dict,
     infra = metrics["infrastructure"]
     alerts: list[dict] = []
     if not infra["cache_healthy"]:
-        alerts.append(_alert("cache_down", WARNING, "Cache unreachable",
+        alerts.append(_alert("cache_down", Level.WARNING, "Cache unreachable",
                              "The cache does not answer: rate limits and the alert fallback "
                              "store are degraded."))
     if not infra["database_healthy"]:
-        alerts.insert(0, _alert("database_down", CRITICAL, "Database unreachable",
+        alerts.insert(0, _alert("database_down", Level.CRITICAL, "Database unreachable",
                                 "The health check could not query the database: receivers "
                                 "answer 503 and no notification is processed."))
-        return "critical", alerts
+        return HealthStatus.CRITICAL, alerts
     alerts += _subscription_alerts(metrics["subscriptions"], t)
     alerts += _notification_alerts(metrics["notifications"], t)
     alerts += _operational_alerts(metrics, t)
@@ -72,9 +71,10 @@ def evaluate(metrics: dict, t: dict,
     alerts += slo_alerts or []
     alerts += _rollout_alerts(metrics.get("rollout") or {})
     alerts = merge_related(alerts)
-    status = "healthy"
+    status = HealthStatus.HEALTHY
     for alert in alerts:
-        candidate = STATUS_FOR_LEVEL[alert["level"]] if alert["affects_status"] else "healthy"
+        candidate = STATUS_FOR_LEVEL[alert["level"]] if alert["affects_status"] \
+            else HealthStatus.HEALTHY
         if STATUS_RANK[candidate] > STATUS_RANK[status]:
             status = candidate
     return status, alerts
@@ -124,34 +124,35 @@ def _operational_alerts(metrics: dict, t: dict) -> list[dict]:
         waiting = notes["pending_notifications"]
         # Nobody is waiting yet: a warning; notifications piling up unprocessed: critical.
         alerts.append(_alert(
-            "worker_stale", CRITICAL if waiting else WARNING, "No live notification worker",
+            "worker_stale", Level.CRITICAL if waiting else Level.WARNING,
+            "No live notification worker",
             f"{last_worker_seen(infra)}; {waiting} notifications waiting.",
             infra["worker_heartbeat_age_seconds"], affects_status=bool(waiting)))
     lost = infra.get("hosts_lost") or []
     if lost and infra["workers_alive"]:
         alerts.append(_alert(
-            "worker_host_lost", WARNING, f"Worker lost on {', '.join(lost)}",
+            "worker_host_lost", Level.WARNING, f"Worker lost on {', '.join(lost)}",
             f"The worker on {', '.join(lost)} stopped without shutting down (host down or "
             f"killed); {infra['workers_alive']} worker(s) elsewhere carry the load.",
             len(lost), affects_status=False))
     reauth = calendars["accounts_reauth_required"]
     if reauth:
         alerts.append(_alert(
-            "accounts_reauth_required", WARNING, f"{reauth} accounts need re-authorization",
+            "accounts_reauth_required", Level.WARNING, f"{reauth} accounts need re-authorization",
             "Their tokens were revoked or expired: the users must connect them again; their "
             "calendars are not syncing.", reauth, affects_status=False))
     calls, rate = api["api_calls_last_hour"], api["api_error_rate_percentage"]
     if calls >= t["api_error_min_calls"] and rate >= t["api_error_rate_warning"]:
         alerts.append(_alert(
-            "provider_api_errors", WARNING, f"Provider API errors at {rate}%",
+            "provider_api_errors", Level.WARNING, f"Provider API errors at {rate}%",
             f"{api['api_errors_last_hour']} of {calls} provider calls in the last hour failed.",
             rate, affects_status=False))
     if not infra["disk_space_ok"]:
-        alerts.append(_alert("disk_space_low", WARNING, "Disk space low",
+        alerts.append(_alert("disk_space_low", Level.WARNING, "Disk space low",
                              f"Free fraction: {infra['disk_free_fraction']}.",
                              infra["disk_free_fraction"], affects_status=False))
     if not infra["memory_usage_ok"]:
-        alerts.append(_alert("memory_low", WARNING, "Memory low",
+        alerts.append(_alert("memory_low", Level.WARNING, "Memory low",
                              f"Available fraction: {infra['memory_available_fraction']}.",
                              infra["memory_available_fraction"], affects_status=False))
     return alerts
@@ -178,7 +179,7 @@ def merge_related(alerts: list[dict]) -> list[dict]:
         return alerts
     merged = {**worker, "message": f"{worker['message']} {backlog['title']}: "
                                    f"{backlog['message']}",
-              "level": CRITICAL if CRITICAL in (worker["level"], backlog["level"]) else WARNING,
+              "level": max(worker["level"], backlog["level"], key=LEVEL_RANK.__getitem__),
               "affects_status": True, "related": ["notification_backlog"]}
     return [merged if a is worker else a for a in alerts if a is not backlog]
 
@@ -190,18 +191,19 @@ def _rollout_alerts(rollout: dict) -> list[dict]:
         at = rollout.get("kill_switch_changed_at")
         when = f" at {at[:16].replace('T', ' ')} UTC" if at else ""
         alerts.append(_alert(
-            "kill_switch_off", WARNING, "Push notifications switched off",
+            "kill_switch_off", Level.WARNING, "Push notifications switched off",
             f"The runtime kill switch is off (set by {rollout.get('kill_switch_changed_by') or '?'}"
             f"{when}): every calendar is polled instead of pushed.", "off"))
     phase = rollout.get("deployment_phase")
     if phase and not rollout.get("webhooks_enabled_setting"):
         alerts.append(_alert(
-            "rollout_phase_mismatch", WARNING, f"Phase {phase} set but WEBHOOKS_ENABLED=false",
+            "rollout_phase_mismatch", Level.WARNING,
+            f"Phase {phase} set but WEBHOOKS_ENABLED=false",
             f"WEBHOOK_DEPLOYMENT_PHASE={phase} asks for push, WEBHOOKS_ENABLED=false turns it "
             f"off; the off setting wins, so no calendar is on push.", phase))
     elif phase == 2 and not rollout.get("early_adopters"):
         alerts.append(_alert(
-            "rollout_phase_mismatch", WARNING, "Phase 2 without early adopters",
+            "rollout_phase_mismatch", Level.WARNING, "Phase 2 without early adopters",
             "WEBHOOK_DEPLOYMENT_PHASE=2 puts only WEBHOOK_EARLY_ADOPTERS on push, and that "
             "list is empty: no calendar is on push.", phase))
     return alerts

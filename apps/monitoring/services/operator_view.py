@@ -11,16 +11,16 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.calendars.models import Calendar, CalendarAccount
 from apps.monitoring.models import HealthSnapshot, Incident
 from apps.monitoring.services.alert_content import admin_path
+from apps.webhooks.models import WebhookSubscription
 
 LIST_LIMIT = 50
 RESOLVED_DAYS = 7
 
 
 def failing_subscriptions(limit: int = LIST_LIMIT) -> dict:
-    from apps.webhooks.models import WebhookSubscription
-
     rows = (WebhookSubscription.objects.failing()
             .select_related("calendar__calendar_account")
             .order_by("status", "-failure_count", "-updated_at"))
@@ -35,9 +35,7 @@ def failing_subscriptions(limit: int = LIST_LIMIT) -> dict:
 
 
 def reauth_accounts(limit: int = LIST_LIMIT) -> dict:
-    from apps.calendars.models import CalendarAccount
-
-    rows = (CalendarAccount.objects.filter(status="reauth_required")
+    rows = (CalendarAccount.objects.filter(status=CalendarAccount.Status.REAUTH_REQUIRED)
             .select_related("user").order_by("-updated_at"))
     return {"total": rows.count(), "rows": [{
         "email": a.email, "provider": a.provider, "user": a.user.get_username(),
@@ -75,8 +73,6 @@ def quota_usage(health: dict) -> list[dict]:
 
 
 def fallback_calendars(limit: int = LIST_LIMIT) -> dict:
-    from apps.calendars.models import Calendar
-
     rows = (Calendar.objects.filter(sync_enabled=True, fallback_polling_enabled=True)
             .select_related("calendar_account", "auto_fallback")
             .order_by("calendar_account__email", "name"))

@@ -1,4 +1,4 @@
-"""Automatic responses to the health status (the seed's handle_*_status), on stored state.
+"""Automatic responses to the health status, one list of steps per status, on stored state.
 
 - critical: every channel alerted and on-call paged (the alert manager routes critical
   incidents to the pager); fallback polling for every sync-enabled calendar; subscriptions
@@ -23,12 +23,16 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from apps.calendars.models import Calendar
-from apps.monitoring.models import AutoFallback
-from apps.monitoring.services import schedule
+from apps.monitoring.models import AutoFallback, HealthStatus
+from apps.webhooks.models import WebhookSubscription
+from apps.webhooks.services.subscriptions import run_maintenance
+from calendar_sync import health_schedule
 
 log = logging.getLogger(__name__)
 
-BROKEN_SUBSCRIPTION = ("failed", "suspended", "expired")
+SubscriptionStatus = WebhookSubscription.Status
+BROKEN_SUBSCRIPTION = (SubscriptionStatus.FAILED, SubscriptionStatus.SUSPENDED,
+                       SubscriptionStatus.EXPIRED)
 
 
 @dataclass
@@ -52,13 +56,14 @@ def respond(health: dict, act: bool = True) -> ResponseResult:
     if not health["metrics"]["infrastructure"].get("database_healthy"):
         result.errors.append("database unreachable: no automatic response possible")
         return result
-    steps = {"critical": CRITICAL_STEPS, "degraded": DEGRADED_STEPS}.get(status, HEALTHY_STEPS)
+    steps = {HealthStatus.CRITICAL: CRITICAL_STEPS,
+             HealthStatus.DEGRADED: DEGRADED_STEPS}.get(status, HEALTHY_STEPS)
     steps = (forget_overridden_fallbacks, *steps)
     if not act:
         skipped = [s.__name__.replace("_", " ") for s in steps
                    if s not in CADENCE_STEPS and s is not warn_degraded]
         steps = tuple(s for s in steps if s in CADENCE_STEPS)
-        if skipped and status != "healthy":
+        if skipped and status != HealthStatus.HEALTHY:
             result.actions.append(f"not run without --respond: {', '.join(skipped)}")
     for step in steps:
         try:
@@ -69,8 +74,8 @@ def respond(health: dict, act: bool = True) -> ResponseResult:
         if message:
             result.actions.append(message)
     for line in result.actions:
-        log.log(logging.INFO if status == "healthy" else logging.WARNING, "health %s: %s",
-                status, line)
+        log.log(logging.INFO if status == HealthStatus.HEALTHY else logging.WARNING,
+                "health %s: %s", status, line)
     return result
 
 
@@ -79,8 +84,6 @@ def respond(health: dict, act: bool = True) -> ResponseResult:
 
 def failing_calendars() -> QuerySet[Calendar]:
     """Sync-enabled calendars with a broken subscription and no working one."""
-    from apps.webhooks.models import WebhookSubscription
-
     now = timezone.now()
     subs = WebhookSubscription.objects.filter(calendar=OuterRef("pk"))
     broken = subs.filter(Q(status__in=BROKEN_SUBSCRIPTION) | Q(status="active",
@@ -119,12 +122,13 @@ def forget_overridden_fallbacks() -> str:
 
 def faster_checks() -> str:
     seconds = settings.HEALTH_DEGRADED_CHECK_INTERVAL_SECONDS
-    return f"health checks every {seconds} s" if schedule.set_interval(seconds) else ""
+    return f"health checks every {seconds} s" if health_schedule.set_interval(seconds) else ""
 
 
 def normal_checks() -> str:
     seconds = settings.HEALTH_CHECK_INTERVAL_SECONDS
-    return f"health checks back to every {seconds} s" if schedule.set_interval(seconds) else ""
+    changed = health_schedule.set_interval(seconds)
+    return f"health checks back to every {seconds} s" if changed else ""
 
 
 def fallback_for_all() -> str:
@@ -138,14 +142,13 @@ def fallback_for_failing() -> str:
 
 
 def suspend_failing_subscriptions() -> str:
-    from apps.webhooks.models import WebhookSubscription
-
     limit = settings.WEBHOOK_MAX_SUBSCRIPTION_FAILURES
     with transaction.atomic():
         rows = WebhookSubscription.objects.filter(failure_count__gte=limit).exclude(
-            status__in=("suspended", "stopped")).select_for_update()
+            status__in=(SubscriptionStatus.SUSPENDED, SubscriptionStatus.STOPPED),
+        ).select_for_update()
         calendar_ids = set(rows.values_list("calendar_id", flat=True))
-        suspended = rows.update(status="suspended", updated_at=timezone.now())
+        suspended = rows.update(status=SubscriptionStatus.SUSPENDED, updated_at=timezone.now())
     if not suspended:
         return ""
     polled = enable_fallback(Calendar.objects.filter(pk__in=calendar_ids, sync_enabled=True),
@@ -156,21 +159,13 @@ def suspend_failing_subscriptions() -> str:
 
 def run_subscription_maintenance() -> str:
     try:
-        from apps.webhooks.services.subscriptions import run_maintenance
-    except ImportError:
-        return "subscription maintenance unavailable (run_maintenance not installed)"
-    try:
         summary = run_maintenance(dry_run=False)
     except DatabaseError:
         raise
     except Exception as exc:  # noqa: BLE001 - a provider outage must not stop the other steps
         log.exception("subscription maintenance failed")
         return f"subscription maintenance failed: {type(exc).__name__}"
-    counts = getattr(summary, "counts", None)
-    if isinstance(counts, dict):
-        text = ", ".join(f"{kind} {n}" for kind, n in counts.items() if n) or "nothing to do"
-    else:
-        text = str(summary)
+    text = ", ".join(f"{kind} {n}" for kind, n in summary.counts.items() if n) or "nothing to do"
     return f"ran subscription maintenance: {text}"
 
 

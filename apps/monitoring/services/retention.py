@@ -12,11 +12,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.conf import settings
+from django.contrib.sessions.models import Session
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from apps.monitoring.models import AlertDelivery, HealthSnapshot, Incident, ProviderApiCall
 from apps.monitoring.services.jobs import expired_job_runs
+from apps.webhooks.models import WorkerHeartbeat
 from apps.webhooks.services.cleanup import cutoffs
 from calendar_sync.purge import Progress, PurgeResult, purge
 
@@ -43,6 +45,17 @@ def expired_incidents(days: int, now: datetime | None = None) -> QuerySet:
     return Incident.objects.filter(resolved_at__isnull=False, resolved_at__lt=keep_until)
 
 
+def expired_heartbeats(days: int, now: datetime | None = None) -> QuerySet:
+    """Workers silent for ``days``: stopped long ago or vanished (a live one beats every loop)."""
+    cutoff, _ = cutoffs(days, now)
+    return WorkerHeartbeat.objects.filter(last_seen_at__lt=cutoff)
+
+
+def expired_sessions(now: datetime | None = None) -> QuerySet:
+    """What ``clearsessions`` removes, in batches like the rest."""
+    return Session.objects.filter(expire_date__lt=now or timezone.now())
+
+
 def purge_monitoring_data(days: int, *, dry_run: bool = False, batch_size: int | None = None,
                           progress: Progress | None = None,
                           now: datetime | None = None) -> list[PurgeResult]:
@@ -54,30 +67,6 @@ def purge_monitoring_data(days: int, *, dry_run: bool = False, batch_size: int |
         ("alert deliveries", expired_deliveries(days, now)),
         ("incidents", expired_incidents(days, now)),
         ("job runs", expired_job_runs(days, now)),
-    )
-    return [purge(label, qs, size, dry_run=dry_run, progress=progress) for label, qs in targets]
-
-
-def expired_heartbeats(days: int, now: datetime | None = None) -> QuerySet:
-    """Workers silent for ``days``: stopped long ago or vanished (a live one beats every loop)."""
-    from apps.webhooks.models import WorkerHeartbeat
-
-    cutoff, _ = cutoffs(days, now)
-    return WorkerHeartbeat.objects.filter(last_seen_at__lt=cutoff)
-
-
-def expired_sessions(now: datetime | None = None) -> QuerySet:
-    """What ``clearsessions`` removes, in batches like the rest."""
-    from django.contrib.sessions.models import Session
-
-    return Session.objects.filter(expire_date__lt=now or timezone.now())
-
-
-def purge_process_records(days: int, *, dry_run: bool = False, batch_size: int | None = None,
-                          progress: Progress | None = None,
-                          now: datetime | None = None) -> list[PurgeResult]:
-    size = batch_size or settings.CLEANUP_BATCH_SIZE
-    targets = (
         ("worker heartbeats", expired_heartbeats(days, now)),
         ("expired sessions", expired_sessions(now)),
     )

@@ -16,10 +16,17 @@ from django.db import connection
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from apps.monitoring.models import CalendarHourRollup, ChangeLagBucket, SliRollup, StatusHour
+from apps.monitoring.models import (
+    STATUS_RANK,
+    CalendarHourRollup,
+    ChangeLagBucket,
+    ProviderApiCall,
+    SliRollup,
+    StatusHour,
+)
+from apps.webhooks.models import WebhookNotification, WebhookSubscription
 from calendar_sync import sli
 
-STATUS_RANK = {"healthy": 0, "degraded": 1, "critical": 2}
 MINUTE_ROWS_KEPT = timedelta(hours=7)  # the 6 h window and a margin
 CALENDAR_HOURS_KEPT = timedelta(hours=25)
 
@@ -184,9 +191,6 @@ def backfill(hours: int = 24, now: datetime | None = None) -> None:
     """Build the rollups of the last ``hours`` from the notification table (one scan each),
     leaving buckets that already exist alone. Requests are counted as acknowledged: a stored
     notification was answered 2xx (the 5xx answers of the past were never stored)."""
-    from apps.monitoring.models import ProviderApiCall
-    from apps.webhooks.models import WebhookNotification, WebhookSubscription
-
     now = now or timezone.now()
     names = {"rollup": SliRollup._meta.db_table,
              "calendar_rollup": CalendarHourRollup._meta.db_table,

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from apps.monitoring.models import SliRollup
+from apps.monitoring.models import Level, SliRollup
 from calendar_sync import sli
 
 SHORT_WINDOWS = {"5m": 5, "30m": 30, "1h": 60, "6h": 360}  # minutes, from minute rows
@@ -133,7 +133,7 @@ def burn_alerts(slo: dict) -> list[dict]:
         fired = [rule for rule in settings.SLO_BURN_RULES if _fires(block["burn_rate"], rule)]
         if not fired:
             continue
-        rule = min(fired, key=lambda r: r["level"] != "critical")
+        rule = min(fired, key=lambda r: r["level"] != Level.CRITICAL)
         burns = {label: round(value, 1) for label, value in block["burn_rate"].items()
                  if value is not None}
         remaining = block["error_budget_remaining"]
@@ -168,7 +168,7 @@ def fast_burn_reason(now: datetime | None = None) -> str | None:
     for name, objective in objectives().items():
         burns = {label: burn_rate(t, objective) for label, t in tallies[name].items()}
         for rule in settings.SLO_BURN_RULES:
-            if rule["level"] == "critical" and rule["long"] in labels and _fires(burns, rule):
+            if rule["level"] == Level.CRITICAL and rule["long"] in labels and _fires(burns, rule):
                 return f"{name} SLO burning {burns[rule['long']]:.1f}x over {rule['long']}"
     return None
 

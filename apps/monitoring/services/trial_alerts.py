@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from apps.monitoring.channels import CHANNEL_CLASSES, AlertMessage, configured_names
+from apps.monitoring.alert_channels import CHANNEL_CLASSES, AlertMessage, configured_names
+from apps.monitoring.models import IncidentEvent, Level
 from apps.monitoring.services.alerting import build_message, deliver
 
 
@@ -28,7 +29,7 @@ class TrialResult:
 def _message(event: str, key: str) -> AlertMessage:
     now = timezone.now()
     return build_message(
-        key, "warning", event, "Test alert from Calendar Sync",
+        key, Level.WARNING, event, "Test alert from Calendar Sync",
         "This is a test message sent by `send_test_alert`: if you read it, this channel "
         "reaches you. Nothing is wrong.", now, now,
         details={"recommendation": "Nothing to do."})
@@ -47,9 +48,9 @@ def send_one(name: str) -> TrialResult:
             errors.append(error)
 
     key = f"test_alert_{timezone.now():%Y%m%d%H%M%S}"
-    ok = deliver(channel, _message("opened", key), record)
+    ok = deliver(channel, _message(IncidentEvent.OPENED, key), record)
     if ok and name == "pagerduty":
-        ok = deliver(channel, _message("resolved", key), record)
+        ok = deliver(channel, _message(IncidentEvent.RESOLVED, key), record)
     return TrialResult(name, ok, "delivered" if ok else (errors[-1] if errors else "failed"))
 
 

@@ -16,7 +16,7 @@ import requests
 from django.conf import settings
 from django.utils import timezone
 
-from apps.monitoring.models import JobRun
+from apps.monitoring.models import JobRun, Level
 from apps.monitoring.services.alert_content import human_duration
 from apps.monitoring.services.alerting import AlertManager
 from calendar_sync import http
@@ -45,7 +45,7 @@ def watch_scheduler(watching_since: datetime, now: datetime | None = None) -> bo
         return False
     log.error("no health check has run for %d s: is any scheduler running?", age)
     manager.report({
-        "key": STALE_KEY, "level": "critical", "value": age, "affects_status": True,
+        "key": STALE_KEY, "level": Level.CRITICAL, "value": age, "affects_status": True,
         "title": "No health check is running",
         "message": (f"No health check has run for {human_duration(age)}: no scheduler "
                     "(run_scheduler or cron) is running anywhere, so nothing alerts, maintains "

@@ -9,7 +9,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.monitoring.channels import CHANNEL_CLASSES
+from apps.monitoring.alert_channels import CHANNEL_CLASSES
 from apps.monitoring.services.trial_alerts import send_test_alerts
 
 

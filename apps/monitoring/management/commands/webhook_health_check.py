@@ -11,8 +11,7 @@ import logging
 import sys
 
 from apps.monitoring.management.scheduled_command import ScheduledCommand
-from apps.monitoring.services import schedule
-from apps.monitoring.services.checks import format_summary, run_health_check
+from apps.monitoring.services.health_cycle import format_summary, is_due, run_health_cycle
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +44,12 @@ class Command(ScheduledCommand):
 
     def handle(self, *args, **options) -> None:
         if options["if_due"]:
-            due, reason = schedule.is_due()
+            due, reason = is_due()
             if not due:
                 self.stdout.write(f"Not due: {reason}")
                 return
         try:
-            run = run_health_check(send_alerts=options["send_alerts"], act=options["respond"],
+            run = run_health_cycle(send_alerts=options["send_alerts"], act=options["respond"],
                                    scheduled=options["if_due"])
         except Exception as exc:
             if options["traceback"] or options["verbosity"] >= 3:

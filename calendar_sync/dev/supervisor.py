@@ -5,7 +5,7 @@ then stops every child in reverse start order with SIGTERM (the graceful signal 
 the worker and the scheduler), and SIGKILLs what is still alive after a grace period. SIGTERM
 and SIGHUP (a closed terminal, an IDE's stop button, ``timeout``) stop it the same way; if the
 supervisor itself is killed outright, each child gets SIGTERM from the kernel
-(``calendar_sync.pdeathsig``).
+(``calendar_sync.dev.pdeathsig``).
 """
 
 from __future__ import annotations
@@ -25,11 +25,6 @@ def say(line: str) -> None:
     with _print_lock:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
-
-
-def command_exists(root: Path, name: str) -> bool:
-    """Whether a management command module exists (some are written by others meanwhile)."""
-    return any(root.glob(f"apps/*/management/commands/{name}.py"))
 
 
 class Stopped(Exception):
@@ -54,7 +49,7 @@ class ProcessGroup:
 
     def start(self, name: str, cmd: list[str]) -> subprocess.Popen:
         say(f"[run] starting {name}: {' '.join([Path(cmd[0]).name, *cmd[1:]])}")
-        guarded = [sys.executable, "-m", "calendar_sync.pdeathsig", str(os.getpid()), *cmd]
+        guarded = [sys.executable, "-m", "calendar_sync.dev.pdeathsig", str(os.getpid()), *cmd]
         proc = subprocess.Popen(guarded, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 start_new_session=True, text=True, bufsize=1)

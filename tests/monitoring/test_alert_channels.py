@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from apps.monitoring.channels import CHANNEL_CLASSES, DeliveryError, configured_channels
-from apps.monitoring.channels.base import AlertMessage
-from apps.monitoring.channels.email import EmailChannel
-from apps.monitoring.channels.pagerduty import PagerDutyChannel
-from apps.monitoring.channels.slack import SlackChannel
-from apps.monitoring.channels.webhook import WebhookChannel
+from apps.monitoring.alert_channels import CHANNEL_CLASSES, DeliveryError, configured_channels
+from apps.monitoring.alert_channels.base import AlertMessage
+from apps.monitoring.alert_channels.email import EmailChannel
+from apps.monitoring.alert_channels.pagerduty import PagerDutyChannel
+from apps.monitoring.alert_channels.slack import SlackChannel
+from apps.monitoring.alert_channels.webhook import WebhookChannel
 from bench.sync import free_port  # nothing listens there: a refused connection
 from tests.monitoring.conftest import fault, sinks
 

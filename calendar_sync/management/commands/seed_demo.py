@@ -6,12 +6,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.calendars.providers.errors import ProviderError
-from apps.calendars.services.accounts import (
-    DEMO_USERNAME,
-    AccountConflict,
-    SandboxUnavailable,
-    seed_demo_accounts,
-)
+from apps.calendars.services.accounts import AccountConflict
+from calendar_sync.dev.seed_demo import DEMO_USERNAME, SandboxUnavailable, seed_demo_accounts
 
 
 class Command(BaseCommand):

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from apps.monitoring.channels.base import AlertMessage, Channel, post
+from apps.monitoring.alert_channels.base import AlertMessage, Channel, post
+from apps.monitoring.models import Level
 
 
 class PagerDutyChannel(Channel):
     name = "pagerduty"
-    min_level = "critical"  # the on-call pager: only for what needs a human now
+    min_level = Level.CRITICAL  # the on-call pager: only for what needs a human now
     required_settings = ("PAGERDUTY_ROUTING_KEY", "PAGERDUTY_EVENTS_URL")
 
     def secrets(self) -> list[str]:
@@ -29,7 +30,7 @@ class PagerDutyChannel(Channel):
             "payload": {
                 "summary": f"Calendar Sync: {message.title}"[:1024],
                 "source": settings.WEBHOOK_BASE_URL,
-                "severity": "critical" if message.level == "critical" else "warning",
+                "severity": message.level,
                 "component": "webhooks",
                 "class": message.key,
                 "timestamp": message.at.isoformat(),

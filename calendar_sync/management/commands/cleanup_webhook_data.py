@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.management.base import CommandError
 
 from apps.monitoring.management.scheduled_command import ScheduledCommand
-from apps.monitoring.services.retention import purge_monitoring_data, purge_process_records
+from apps.monitoring.services.retention import purge_monitoring_data
 from apps.webhooks.services.cleanup import purge_webhook_data
 
 
@@ -33,8 +33,7 @@ class Command(ScheduledCommand):
         self.stdout.write(f"{'dry run: ' if dry_run else ''}removing rows older than {days} "
                           f"days (failed notifications, resolved incidents: {keep_failed} days)")
         kwargs = {"dry_run": dry_run, "batch_size": batch_size, "progress": self._progress}
-        results = (purge_webhook_data(days, **kwargs) + purge_monitoring_data(days, **kwargs)
-                   + purge_process_records(days, **kwargs))
+        results = purge_webhook_data(days, **kwargs) + purge_monitoring_data(days, **kwargs)
         for r in results:
             verb = "would delete" if dry_run else "deleted"
             rate = "" if dry_run else f" in {r.batches} batches, {r.seconds:.1f}s " \

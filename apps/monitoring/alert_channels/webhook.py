@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from apps.monitoring.channels.base import AlertMessage, Channel, post
+from apps.monitoring.alert_channels.base import AlertMessage, Channel, post
 
 
 class WebhookChannel(Channel):

@@ -7,7 +7,7 @@ import smtplib
 from django.conf import settings
 from django.core.mail import send_mail
 
-from apps.monitoring.channels.base import AlertMessage, Channel, DeliveryError
+from apps.monitoring.alert_channels.base import AlertMessage, Channel, DeliveryError
 
 
 class EmailChannel(Channel):

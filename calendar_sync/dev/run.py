@@ -5,7 +5,7 @@ the demo accounts, creates a staff login, gives the demo calendars their push ch
 starts the worker and the scheduler (the crontab's jobs) and a light stream of calendar
 changes through the sandbox, so notifications arrive, syncs run and the dashboard moves.
 Ctrl-C, SIGTERM or SIGHUP stop every process it started (and they stop by themselves if it is
-killed). Commands that do not exist (yet) are skipped, named.
+killed).
 
 RUN_PORT, SANDBOX_PORT, VAR_DIR and DEMO_TRAFFIC_SECONDS (0 = no demo changes) move it.
 """
@@ -20,10 +20,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from calendar_sync.demo_traffic import DemoTraffic
-from calendar_sync.supervisor import ProcessGroup, Stopped, command_exists, say, stop_on_signals
+from calendar_sync.dev.demo_traffic import DemoTraffic
+from calendar_sync.dev.supervisor import ProcessGroup, Stopped, say, stop_on_signals
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 HOST = os.environ.get("RUN_HOST", "127.0.0.1")
 PORT = os.environ.get("RUN_PORT", "8000")
@@ -85,10 +85,7 @@ def process_specs() -> list[tuple[str, list[str]]]:
 
 
 def _step(command: str, *args: str) -> None:
-    """A one-off command; a missing or failing one is reported and the demo goes on."""
-    if not command_exists(ROOT, command):
-        say(f"[run] skipped {command}: the command does not exist yet")
-        return
+    """A one-off command; a failing one is reported and the demo goes on."""
     say(f"[run] {command} {' '.join(args)}".rstrip())
     result = subprocess.run([PY, "manage.py", command, *args], cwd=ROOT, env=_env())
     if result.returncode:
@@ -121,18 +118,11 @@ def _summary(password: str, started: list[str], traffic: DemoTraffic | None) -> 
 
 
 def _start_background(group: ProcessGroup) -> list[str]:
-    started = []
-    for name, cmd in process_specs():
-        if name in ("sandbox", "web"):
-            started.append(name)
-            continue
-        command = cmd[2]
-        if command_exists(ROOT, command):
+    specs = process_specs()
+    for name, cmd in specs:
+        if name not in ("sandbox", "web"):
             group.start(name, cmd)
-            started.append(name)
-        else:
-            say(f"[run] skipped {name}: `{command}` does not exist yet")
-    return started
+    return [name for name, _ in specs]
 
 
 def _fresh_metrics_dir() -> None:

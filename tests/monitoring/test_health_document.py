@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from apps.monitoring.services.health_monitor import get_system_health
+from apps.monitoring.services.health_document import get_system_health
 from tests.monitoring.conftest import (
     beat,
     database_unreachable,
@@ -160,7 +160,7 @@ def test_an_unreachable_database_is_critical_and_does_not_raise(live_worker):
 
 def test_a_database_server_that_is_gone_gives_a_critical_document():
     code = ("import django, json; django.setup(); "
-            "from apps.monitoring.services.health_monitor import get_system_health; "
+            "from apps.monitoring.services.health_document import get_system_health; "
             "print(json.dumps(get_system_health()))")
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="settings.test",
                DATABASE_URL="postgres://postgres@127.0.0.1:1/calendar_sync")

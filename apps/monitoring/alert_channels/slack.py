@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from apps.monitoring.channels.base import AlertMessage, Channel, post
+from apps.monitoring.alert_channels.base import AlertMessage, Channel, post
+from apps.monitoring.models import Level
 
-EMOJI = {"critical": ":red_circle:", "warning": ":large_yellow_circle:"}
+EMOJI = {Level.CRITICAL: ":red_circle:", Level.WARNING: ":large_yellow_circle:"}
 
 
 class SlackChannel(Channel):

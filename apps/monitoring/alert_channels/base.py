@@ -12,8 +12,10 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import requests
+from django.conf import settings
 
-LEVEL_RANK = {"warning": 1, "critical": 2}
+from apps.monitoring.models import LEVEL_RANK, IncidentEvent, Level
+from calendar_sync import http
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class AlertMessage:
 
     @property
     def resolved(self) -> bool:
-        return self.event == "resolved"
+        return self.event == IncidentEvent.RESOLVED
 
     @property
     def headline(self) -> str:
@@ -52,13 +54,11 @@ class DeliveryError(Exception):
 class Channel:
     name: ClassVar[str] = ""
     # The lowest incident level this channel is told about (the pager wakes people up).
-    min_level: ClassVar[str] = "warning"
+    min_level: ClassVar[str] = Level.WARNING
     # Settings that must be non-empty for the channel to work.
     required_settings: ClassVar[tuple[str, ...]] = ()
 
     def missing_settings(self) -> list[str]:
-        from django.conf import settings
-
         return [name for name in self.required_settings if not getattr(settings, name, None)]
 
     def wants(self, level: str) -> bool:
@@ -75,10 +75,8 @@ class Channel:
 def post(channel: Channel, url: str, payload: Any, ok: tuple[int, ...] = (200, 201, 202, 204),
          headers: dict[str, str] | None = None) -> requests.Response:
     """POST JSON through the project's HTTP helper and classify the outcome."""
-    from calendar_sync.http import post_json
-
     try:
-        response = post_json(url, payload, headers=headers)
+        response = http.post_json(url, payload, headers=headers)
     except requests.RequestException as exc:
         # The class name only: requests' messages embed the URL, which may be the secret.
         raise DeliveryError(f"network error: {type(exc).__name__}") from None

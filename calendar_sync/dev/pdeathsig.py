@@ -1,4 +1,4 @@
-"""``python -m calendar_sync.pdeathsig PARENT_PID COMMAND...``: run COMMAND so that it dies with
+"""``python -m calendar_sync.dev.pdeathsig PARENT_PID COMMAND...``: run COMMAND so that it dies with
 its parent.
 
 `make run`'s supervisor starts every long-running child through this: Linux delivers SIGTERM

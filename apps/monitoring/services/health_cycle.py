@@ -1,29 +1,36 @@
-"""One health check run, as cron runs it: measure, respond, alert, record."""
+"""One health cycle, as cron runs it (``webhook_health_check``): build the health document,
+respond, alert, record."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.db import DatabaseError
+from django.utils import timezone
 
-from apps.monitoring.models import HealthSnapshot
-from apps.monitoring.services import rollups, schedule, watchdog
+from apps.monitoring.models import HealthSnapshot, HealthStatus
+from apps.monitoring.services import rollups, watchdog
 from apps.monitoring.services.alert_content import human_duration
 from apps.monitoring.services.alerting import AlertingSummary, AlertManager
-from apps.monitoring.services.health_monitor import get_system_health
+from apps.monitoring.services.health_document import get_system_health, urgent_reason
 from apps.monitoring.services.health_rules import last_worker_seen
 from apps.monitoring.services.responses import ResponseResult, respond
+from calendar_sync import health_schedule
 
 log = logging.getLogger(__name__)
 
-EXIT_CODES = {"healthy": 0, "degraded": 1, "critical": 2}
+EXIT_CODES = {HealthStatus.HEALTHY: 0, HealthStatus.DEGRADED: 1, HealthStatus.CRITICAL: 2}
 # Every alert delivery of the run failed: whatever the status, nobody was told.
 EXIT_ALERTS_UNDELIVERED = 4
+# Cron starts jobs a little before or after the minute: without slack a check due at
+# 300 s that runs at 299.8 s would wait for the next minute.
+DUE_SLACK_SECONDS = 5
 
 
 @dataclass
-class CheckRun:
+class HealthCycle:
     health: dict
     responses: ResponseResult
     alerting: AlertingSummary | None
@@ -39,8 +46,8 @@ class CheckRun:
                 "alerts_sent": self.alerting.lines() if self.alerting else None}
 
 
-def run_health_check(send_alerts: bool, act: bool = False,
-                     scheduled: bool = True) -> CheckRun:
+def run_health_cycle(send_alerts: bool, act: bool = False,
+                     scheduled: bool = True) -> HealthCycle:
     """Measure and record; ``act`` runs the automatic responses, ``send_alerts`` delivers.
 
     A run that is not ``scheduled`` (an operator looking) leaves the check's schedule alone:
@@ -69,7 +76,30 @@ def run_health_check(send_alerts: bool, act: bool = False,
         raise
     if counts:
         watchdog.ping()
-    return CheckRun(health, responses, alerting)
+    return HealthCycle(health, responses, alerting)
+
+
+def is_due(now: datetime | None = None) -> tuple[bool, str]:
+    """Whether cron's call should run the check now, and why."""
+    now = now or timezone.now()
+    try:
+        current = health_schedule.state()
+        last = current["last_run_at"]
+        if last is None:
+            return True, "no check has run yet"
+        elapsed = (now - last).total_seconds()
+        if elapsed >= current["interval_seconds"] - DUE_SLACK_SECONDS:
+            return True, f"{int(elapsed)} s since the last check"
+        # When not healthy the 2-minute cadence already covers a dying worker.
+        if current["last_status"] == HealthStatus.HEALTHY:
+            reason = urgent_reason(now)
+            if reason:
+                return True, reason
+    except DatabaseError:
+        # Nothing can be read: run, so that the database outage itself is alerted.
+        return True, "database unreachable"
+    next_at = last + timedelta(seconds=current["interval_seconds"])
+    return False, f"next check due at {next_at.isoformat()}"
 
 
 def _record(health: dict, mark_schedule: bool = True) -> None:
@@ -87,7 +117,7 @@ def _record(health: dict, mark_schedule: bool = True) -> None:
             document=health,
         )
         if mark_schedule:
-            schedule.mark_run(health["status"])
+            health_schedule.mark_run(health["status"])
             rollups.record_status(health["status"])
             rollups.prune()
     except DatabaseError:
@@ -98,8 +128,8 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value}%"
 
 
-def format_summary(run: CheckRun) -> str:
-    """The seed's summary: status, subscriptions, success rate, alerts, recommendations."""
+def format_summary(run: HealthCycle) -> str:
+    """What the command prints: status, subscriptions, success rate, alerts, recommendations."""
     health, m = run.health, run.health["metrics"]
     subs, notes, infra = m["subscriptions"], m["notifications"], m["infrastructure"]
     lines = [f"Webhook system status: {health['status'].upper()}  ({health['timestamp']})"]

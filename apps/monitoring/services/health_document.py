@@ -1,4 +1,5 @@
-"""System health from recorded data: one runner shared by the views and the health command.
+"""The health document: the system's figures from recorded data, judged by the status rules;
+one builder shared by the views and the health command.
 
 ``get_system_health()`` collects figures with a handful of indexed aggregate queries, then
 applies the status rules table (``services/health_rules.py``). An empty table, a missing record
@@ -19,9 +20,21 @@ from django.db import DatabaseError
 from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
+from apps.calendars.models import Calendar, CalendarAccount
+from apps.monitoring.models import ProviderApiCall
 from apps.monitoring.services import jobs, rollups, slo
 from apps.monitoring.services.health_rules import evaluate, recommend
 from apps.webhooks.health import probe_cache, probe_database
+from apps.webhooks.models import (
+    FAILING_FAILURE_COUNT,
+    SUBSCRIPTION_STATUSES,
+    SubscriptionQuerySet,
+    WebhookCounter,
+    WebhookNotification,
+    WebhookSubscription,
+    WorkerHeartbeat,
+)
+from apps.webhooks.services.flags import switch_state
 from calendar_sync import sli
 
 log = logging.getLogger(__name__)
@@ -40,12 +53,12 @@ def _age(now: datetime, then: datetime | None) -> int | None:
     return None if then is None else max(0, int((now - then).total_seconds()))
 
 
-class HealthMonitor:
+class HealthDocument:
     def __init__(self, now: datetime | None = None) -> None:
         self.now = now or timezone.now()
         self.thresholds = settings.HEALTH_THRESHOLDS
 
-    def get_system_health(self) -> dict:
+    def build(self) -> dict:
         infrastructure = {"database_healthy": True, **self._host_checks()}
         try:
             probe_database()
@@ -79,13 +92,6 @@ class HealthMonitor:
     # --- database figures ----------------------------------------------------------------
 
     def _subscriptions(self) -> dict:
-        from apps.webhooks.models import (
-            FAILING_FAILURE_COUNT,
-            SUBSCRIPTION_STATUSES,
-            SubscriptionQuerySet,
-            WebhookSubscription,
-        )
-
         now = self.now
         soon = now + timedelta(seconds=self.thresholds["expiring_soon_seconds"])
         live = Q(expires_at__isnull=True) | Q(expires_at__gt=now)
@@ -93,7 +99,7 @@ class HealthMonitor:
             live_active=Count("id", filter=Q(status="active") & live),
             expiring_soon=Count("id", filter=Q(status="active", expires_at__gt=now,
                                                expires_at__lte=soon)),
-            young_pending=Count("id", filter=Q(status="pending",
+            young_pending=Count("id", filter=Q(status=WebhookSubscription.Status.PENDING,
                                                created_at__gt=now - PENDING_GRACE)),
             failing=Count("id", filter=SubscriptionQuerySet.FAILING),
             failing_active=Count("id", filter=SubscriptionQuerySet.FAILING & Q(status="active")),
@@ -118,8 +124,6 @@ class HealthMonitor:
         }
 
     def _notifications(self) -> dict:
-        from apps.webhooks.models import WebhookCounter, WebhookNotification
-
         now, t = self.now, self.thresholds
         hour_start = (now - timedelta(hours=24)).replace(minute=0, second=0, microsecond=0)
         # The day's figures from the hourly rollups (24 rows per provider, whatever the traffic).
@@ -154,8 +158,6 @@ class HealthMonitor:
         }
 
     def _api_performance(self) -> dict:
-        from apps.monitoring.models import ProviderApiCall
-
         rows = (
             ProviderApiCall.objects.filter(created_at__gte=self.now - timedelta(hours=1))
             .values("provider", "error_kind")
@@ -187,8 +189,6 @@ class HealthMonitor:
         }
 
     def _calendars(self) -> dict:
-        from apps.calendars.models import Calendar, CalendarAccount
-
         stale_before = self.now - timedelta(seconds=settings.POLL_STALENESS_SECONDS)
         agg = Calendar.objects.filter(sync_enabled=True).aggregate(
             total=Count("id"),
@@ -196,7 +196,8 @@ class HealthMonitor:
                         | Q(last_synced_at__isnull=True, created_at__lt=stale_before)),
             fallback=Count("id", filter=Q(fallback_polling_enabled=True)),
         )
-        reauth = CalendarAccount.objects.filter(status="reauth_required").count()
+        reauth = CalendarAccount.objects.filter(
+            status=CalendarAccount.Status.REAUTH_REQUIRED).count()
         return {
             "sync_enabled_calendars": agg["total"],
             "calendars_behind_staleness_limit": agg["stale"],
@@ -206,8 +207,6 @@ class HealthMonitor:
 
     def _rollout(self) -> dict:
         """The phase, the deploy-time setting and the runtime kill switch, side by side."""
-        from apps.webhooks.services.flags import switch_state
-
         state = switch_state()
         return {
             "deployment_phase": settings.WEBHOOK_DEPLOYMENT_PHASE or None,
@@ -223,8 +222,6 @@ class HealthMonitor:
         }
 
     def _workers(self) -> dict:
-        from apps.webhooks.models import WorkerHeartbeat
-
         fresh_after = self.now - timedelta(seconds=settings.WORKER_HEARTBEAT_STALE_SECONDS)
         agg = WorkerHeartbeat.objects.aggregate(
             latest=Max("last_seen_at", filter=Q(stopped_at__isnull=True)),
@@ -243,8 +240,6 @@ class HealthMonitor:
         """Hosts whose worker died (no clean stop) within the hour and has not come back
         there: the cluster runs short of a host even while other workers are alive. After an
         hour it is history (a container replaced after a crash never comes back by name)."""
-        from apps.webhooks.models import WorkerHeartbeat
-
         running = WorkerHeartbeat.objects.filter(stopped_at__isnull=True)
         alive = running.filter(last_seen_at__gte=fresh_after).values("hostname")
         dead = running.filter(last_seen_at__lt=fresh_after,
@@ -297,7 +292,7 @@ def _memory_available_fraction() -> float | None:
 
 
 def get_system_health(now: datetime | None = None) -> dict:
-    return HealthMonitor(now).get_system_health()
+    return HealthDocument(now).build()
 
 
 def urgent_reason(now: datetime | None = None) -> str | None:
@@ -309,8 +304,6 @@ def urgent_reason(now: datetime | None = None) -> str | None:
     either would break the promise of an alert within 5 minutes. Both use the full check's own
     definitions, so the check this triggers reports the same condition.
     """
-    from apps.webhooks.models import WebhookNotification, WorkerHeartbeat
-
     now = now or timezone.now()
     fresh_after = now - timedelta(seconds=settings.WORKER_HEARTBEAT_STALE_SECONDS)
     alive = WorkerHeartbeat.objects.filter(stopped_at__isnull=True,

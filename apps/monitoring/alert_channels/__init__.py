@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from apps.monitoring.channels.base import AlertMessage, Channel, DeliveryError
-from apps.monitoring.channels.email import EmailChannel
-from apps.monitoring.channels.pagerduty import PagerDutyChannel
-from apps.monitoring.channels.slack import SlackChannel
-from apps.monitoring.channels.webhook import WebhookChannel
+from apps.monitoring.alert_channels.base import AlertMessage, Channel, DeliveryError
+from apps.monitoring.alert_channels.email import EmailChannel
+from apps.monitoring.alert_channels.pagerduty import PagerDutyChannel
+from apps.monitoring.alert_channels.slack import SlackChannel
+from apps.monitoring.alert_channels.webhook import WebhookChannel
 
 CHANNEL_CLASSES: dict[str, type[Channel]] = {
     cls.name: cls for cls in (EmailChannel, SlackChannel, WebhookChannel, PagerDutyChannel)
