@@ -69,7 +69,7 @@ def _measure(subs: list, size: int, rounds: int) -> dict[str, tuple[float, float
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
-    from apps.webhooks.services import ingest
+    from apps.webhooks.services.receiving import ingest
 
     paths = {"batch statement": lambda batch: ingest.store(batch),
              "per row": lambda batch: ingest.store_each(batch, timezone.now(), False)}

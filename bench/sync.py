@@ -144,7 +144,7 @@ class World:
 
         from apps.calendars.models import Calendar, CalendarAccount
         from apps.calendars.services.sync_engine import sync_calendar
-        from apps.webhooks.services.subscriptions import create_subscription
+        from apps.webhooks.services.subscriptions.renewal import create_subscription
 
         data = self.session.post(f"{self.sandbox_url}/_sandbox/accounts", timeout=10, json={
             "provider": provider, "email": email, "calendars": calendars}).json()

@@ -70,7 +70,7 @@ def django_db_setup(django_db_setup) -> Iterator[None]:
     """The health probe's pool threads keep their database sessions: close them before the
     test database is dropped."""
     yield
-    from apps.webhooks.health import close_sessions
+    from apps.webhooks.probes import close_sessions
 
     close_sessions()
 

@@ -132,7 +132,7 @@ def test_every_calendar_converges_under_faults(sandbox, user, settings, tmp_path
 
 
 def _connect_and_subscribe(sandbox, user):
-    from apps.webhooks.services.subscriptions import create_subscription
+    from apps.webhooks.services.subscriptions.renewal import create_subscription
 
     calendars, targets = [], []
     for provider in ("google", "microsoft"):

@@ -138,7 +138,7 @@ def test_two_hosts_survive_losing_one_and_a_database_restart(sandbox, user, sett
 
 def _fifty_calendars(sandbox, user, settings, hosts) -> tuple[list, list]:
     from apps.calendars.services.sync_engine import sync_calendar
-    from apps.webhooks.services.subscriptions import create_subscription
+    from apps.webhooks.services.subscriptions.renewal import create_subscription
 
     calendars, targets = [], []
     for n in range(25):

@@ -85,7 +85,7 @@ def test_degraded_runs_maintenance_checks_faster_and_polls_failing_calendars(san
 
 
 def test_degraded_carries_on_when_maintenance_is_not_installed(monkeypatch):
-    monkeypatch.setitem(sys.modules, "apps.webhooks.services.subscriptions", None)
+    monkeypatch.setitem(sys.modules, "apps.webhooks.services.subscriptions.maintenance", None)
     failing = make_calendar()
     make_subscriptions(failing, 1, status="suspended")
     result = respond(status_doc("degraded"))

@@ -18,11 +18,9 @@ from subscription_support import (
 
 from apps.calendars.models import Calendar, CalendarAccount
 from apps.webhooks.models import WebhookSubscription
-from apps.webhooks.services.subscriptions import (
-    create_subscription,
-    handle_auth_revoked,
-    run_maintenance,
-)
+from apps.webhooks.services.subscriptions.maintenance import run_maintenance
+from apps.webhooks.services.subscriptions.push_channels import handle_auth_revoked
+from apps.webhooks.services.subscriptions.renewal import create_subscription
 
 pytestmark = pytest.mark.django_db
 

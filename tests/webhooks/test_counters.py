@@ -10,7 +10,7 @@ import time_machine
 from test_ingest import run_together
 
 from apps.webhooks.models import OrphanChannel, WebhookCounter
-from apps.webhooks.services import counters
+from apps.webhooks.services.receiving import counters
 
 pytestmark = pytest.mark.usefixtures("fresh_receiver_state")
 

@@ -14,8 +14,8 @@ from django.utils import timezone
 from webhook_cases import make_subscription
 
 from apps.webhooks.models import WebhookNotification, WebhookSubscription
-from apps.webhooks.services import ingest
-from apps.webhooks.services.subscription_cache import StaleSubscription
+from apps.webhooks.services.receiving import ingest
+from apps.webhooks.services.subscriptions.subscription_cache import StaleSubscription
 
 pytestmark = pytest.mark.usefixtures("fresh_receiver_state")
 

@@ -14,8 +14,9 @@ from django.db import connection
 from subscription_support import connect_account, push_address_nowhere, remote_channels
 
 from apps.webhooks.models import WebhookSubscription
-from apps.webhooks.services import flags
-from apps.webhooks.services.subscriptions import create_subscription, run_maintenance
+from apps.webhooks.services.subscriptions import flags
+from apps.webhooks.services.subscriptions.maintenance import run_maintenance
+from apps.webhooks.services.subscriptions.renewal import create_subscription
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -26,7 +27,7 @@ import django
 django.setup()
 from django.conf import settings
 settings.WEBHOOK_RUNTIME_FLAG_CACHE_SECONDS = float(sys.argv[1])
-from apps.webhooks.services.flags import webhooks_enabled
+from apps.webhooks.services.subscriptions.flags import webhooks_enabled
 seen, deadline = None, time.monotonic() + 30
 while time.monotonic() < deadline:
     state = webhooks_enabled()

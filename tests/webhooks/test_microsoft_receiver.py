@@ -16,7 +16,7 @@ from webhook_cases import (
 )
 
 from apps.webhooks.models import OrphanChannel, WebhookNotification
-from apps.webhooks.services import flags
+from apps.webhooks.services.subscriptions import flags
 
 URL = "/webhooks/microsoft/"
 

@@ -18,7 +18,7 @@ from test_orphans import graph_mailbox, stray_graph_subscription
 from webhook_cases import reset_receiver_state
 
 from apps.webhooks.models import OrphanChannel, WebhookNotification, WebhookSubscription
-from apps.webhooks.services.subscriptions import stop_orphans
+from apps.webhooks.services.subscriptions.orphans import stop_orphans
 
 DELETES = "graph.subscriptions.delete"
 

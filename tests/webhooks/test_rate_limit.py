@@ -15,7 +15,7 @@ from test_google_receiver import RESOURCE_ID, google_headers, post
 from webhook_cases import counter, make_subscription, reset_receiver_state
 
 from apps.webhooks.models import OrphanChannel, WebhookNotification
-from apps.webhooks.services import ratelimit
+from apps.webhooks.services.receiving import ratelimit
 
 pytestmark = pytest.mark.django_db
 

@@ -22,7 +22,7 @@ from test_google_receiver import RESOURCE_ID, google_headers, post
 from webhook_cases import make_microsoft_calendar, make_subscription
 
 from apps.webhooks.models import WebhookNotification
-from apps.webhooks.services import ingest
+from apps.webhooks.services.receiving import ingest
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ from test_google_receiver import URL, google_headers
 from webhook_cases import reset_receiver_state
 
 from apps.monitoring.services import validation
-from apps.webhooks.services import ratelimit
+from apps.webhooks.services.receiving import ratelimit
 from settings.env import ImproperEnvironment, envnetworks
 
 pytestmark = pytest.mark.django_db

@@ -26,7 +26,8 @@ from apps.webhooks.models import (
     WebhookNotification,
     WebhookSubscription,
 )
-from apps.webhooks.services import counters, flags, ratelimit, subscription_cache
+from apps.webhooks.services.receiving import counters, ratelimit
+from apps.webhooks.services.subscriptions import flags, subscription_cache
 
 
 def counter(provider: str, kind: str) -> int:

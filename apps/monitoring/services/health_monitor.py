@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from apps.monitoring.services import jobs, rollups, slo
 from apps.monitoring.services.health_rules import evaluate, recommend
-from apps.webhooks.health import probe_cache, probe_database
+from apps.webhooks.probes import probe_cache, probe_database
 from calendar_sync import sli
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ class HealthMonitor:
 
     def _rollout(self) -> dict:
         """The phase, the deploy-time setting and the runtime kill switch, side by side."""
-        from apps.webhooks.services.flags import switch_state
+        from apps.webhooks.services.subscriptions.flags import switch_state
 
         state = switch_state()
         return {

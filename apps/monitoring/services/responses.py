@@ -156,7 +156,7 @@ def suspend_failing_subscriptions() -> str:
 
 def run_subscription_maintenance() -> str:
     try:
-        from apps.webhooks.services.subscriptions import run_maintenance
+        from apps.webhooks.services.subscriptions.maintenance import run_maintenance
     except ImportError:
         return "subscription maintenance unavailable (run_maintenance not installed)"
     try:

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.monitoring.channels import CHANNEL_CLASSES, configured_names
-from apps.webhooks.health import probe_cache, probe_database
+from apps.webhooks.probes import probe_cache, probe_database
 
 # The OAuth client id the development settings and the sandbox use.
 DEVELOPMENT_CLIENT_ID = "calendar-sync-dev"
@@ -206,7 +206,7 @@ def _alerting() -> Check:
 
 
 def _trusted_proxies() -> Check:
-    from apps.webhooks.services.ratelimit import untrusted_proxy_seen
+    from apps.webhooks.services.receiving.ratelimit import untrusted_proxy_seen
 
     seen = untrusted_proxy_seen()
     if not seen:

@@ -37,8 +37,8 @@ from apps.calendars.providers.errors import (
     Transient,
 )
 from apps.webhooks.models import OrphanChannel, WebhookNotification, WebhookSubscription
-from apps.webhooks.services.channels import LIVE, handle_auth_revoked
-from apps.webhooks.services.ratelimit import within_budget
+from apps.webhooks.services.receiving.ratelimit import within_budget
+from apps.webhooks.services.subscriptions.push_channels import LIVE, handle_auth_revoked
 
 log = logging.getLogger(__name__)
 

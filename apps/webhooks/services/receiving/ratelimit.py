@@ -29,7 +29,7 @@ from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 
-from apps.webhooks.services import counters
+from apps.webhooks.services.receiving import counters
 from calendar_sync.metrics import RATE_LIMIT_FAIL_OPEN
 
 logger = logging.getLogger(__name__)

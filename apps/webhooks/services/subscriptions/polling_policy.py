@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from apps.calendars.models import Calendar, CalendarAccount
 from apps.webhooks.models import WebhookSubscription
-from apps.webhooks.services import flags
+from apps.webhooks.services.subscriptions import flags
 
 log = logging.getLogger(__name__)
 

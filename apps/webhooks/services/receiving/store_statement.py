@@ -20,10 +20,10 @@ from django.conf import settings
 from django.db import ProgrammingError, connection
 
 from apps.webhooks.models import WebhookNotification, WebhookSubscription
-from apps.webhooks.services.wakeup import NOTIFY_CHANNEL
+from apps.webhooks.services.queue.wakeup import NOTIFY_CHANNEL
 
 if TYPE_CHECKING:
-    from apps.webhooks.services.ingest import NewNotification
+    from apps.webhooks.services.receiving.ingest import NewNotification
 
 # Notifications for subscriptions in these states are queued; any other state is ignored.
 ACCEPTING_STATUSES = frozenset({"pending", "active"})

@@ -44,9 +44,9 @@ from django.utils import timezone
 
 from apps.calendars.services.sync_engine import Outcome, SyncResult, sync_calendar_id
 from apps.webhooks.models import WebhookNotification, WorkerHeartbeat
-from apps.webhooks.services import coalescing
-from apps.webhooks.services import notification_rows as claims
-from apps.webhooks.services.wakeup import Wakeup
+from apps.webhooks.services.queue import coalescing
+from apps.webhooks.services.queue import notification_rows as claims
+from apps.webhooks.services.queue.wakeup import Wakeup
 from calendar_sync import metrics
 from calendar_sync.db import drop_connection
 
@@ -194,7 +194,7 @@ class NotificationWorker:
     def _lifecycle(self, calendar_id: int, row: WebhookNotification,
                    started: float) -> tuple[bool, CalendarOutcome | None]:
         """Reauthorize / recreate through the subscription manager; True: catch-up sync."""
-        from apps.webhooks.services.subscriptions import handle_lifecycle
+        from apps.webhooks.services.subscriptions.renewal import handle_lifecycle
 
         if row.lifecycle_handled_at is not None:
             return True, None

@@ -28,8 +28,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from apps.webhooks.models import WebhookNotification, WebhookSubscription
-from apps.webhooks.services import subscription_cache
-from apps.webhooks.services.store_statement import (
+from apps.webhooks.services.receiving.store_statement import (
     ACCEPTING_STATUSES,
     NOTIFY_CHANNEL,
     SWITCHED_OFF_ERROR,
@@ -38,7 +37,8 @@ from apps.webhooks.services.store_statement import (
     execute_store_batch,
     row_params,
 )
-from apps.webhooks.services.subscription_cache import StaleSubscription
+from apps.webhooks.services.subscriptions import subscription_cache
+from apps.webhooks.services.subscriptions.subscription_cache import StaleSubscription
 
 __all__ = ["ACCEPTING_STATUSES", "NOTIFY_CHANNEL", "NewNotification", "confirm", "store",
            "subscriptions_for"]

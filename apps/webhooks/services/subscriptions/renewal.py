@@ -25,7 +25,8 @@ from apps.calendars.providers.errors import (
     ProviderError,
 )
 from apps.webhooks.models import WebhookSubscription
-from apps.webhooks.services.channels import (
+from apps.webhooks.services.subscriptions.flags import push_unwanted_reason
+from apps.webhooks.services.subscriptions.push_channels import (
     LOCK_WAIT_SECONDS,
     REPAIRABLE,
     CalendarBusy,
@@ -42,7 +43,6 @@ from apps.webhooks.services.channels import (
     requested_expiry,
     stop_channel,
 )
-from apps.webhooks.services.flags import push_unwanted_reason
 
 log = logging.getLogger(__name__)
 
