@@ -22,6 +22,7 @@ from test_google_receiver import RESOURCE_ID, google_headers, post
 from webhook_cases import make_microsoft_calendar, make_subscription
 
 from apps.webhooks.models import WebhookNotification
+from apps.webhooks.services.queue.wakeup import NOTIFY_CHANNEL
 from apps.webhooks.services.receiving import ingest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -263,13 +264,13 @@ def test_a_stored_notification_wakes_a_listening_worker(client, user, google_cal
     listener.autocommit = True
     try:
         with listener.cursor() as cursor:
-            cursor.execute(f"LISTEN {ingest.NOTIFY_CHANNEL}")
+            cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
         ingest.reset_notify_throttle()
         assert deliver(client, user, google_calendar) in (200, 202)
         deadline = time.monotonic() + 5
         while not listener.notifies and time.monotonic() < deadline:
             select.select([listener], [], [], 0.1)
             listener.poll()
-        assert [n.channel for n in listener.notifies] == [ingest.NOTIFY_CHANNEL]
+        assert [n.channel for n in listener.notifies] == [NOTIFY_CHANNEL]
     finally:
         listener.close()

@@ -85,8 +85,7 @@ def failing_calendars() -> QuerySet[Calendar]:
     subs = WebhookSubscription.objects.filter(calendar=OuterRef("pk"))
     broken = subs.filter(Q(status__in=BROKEN_SUBSCRIPTION) | Q(status="active",
                                                                   expires_at__lte=now))
-    working = subs.filter(Q(status="active") & (Q(expires_at__isnull=True)
-                                                | Q(expires_at__gt=now)))
+    working = subs.live(now)
     return Calendar.objects.filter(Exists(broken), ~Exists(working), sync_enabled=True)
 
 

@@ -29,7 +29,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import Counter, Histogram
 
-from apps.webhooks.models import WebhookSubscription
+from apps.webhooks.models import SubscriptionQuerySet, WebhookSubscription
 from apps.webhooks.services.receiving import counters, ingest, ratelimit
 from apps.webhooks.services.subscriptions import flags, subscription_cache
 from apps.webhooks.services.subscriptions.subscription_cache import StaleSubscription
@@ -224,7 +224,7 @@ class WebhookReceiver(View):
                     raise
                 problems.append(exc)
                 continue
-            if subscription.status not in ingest.ACCEPTING_STATUSES:
+            if subscription.status not in SubscriptionQuerySet.ACCEPTING:
                 tally.ignored += 1
             elif item.confirm_only:
                 to_confirm.append(subscription)

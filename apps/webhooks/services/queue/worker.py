@@ -110,7 +110,7 @@ class NotificationWorker:
 
     def claim_batch(self) -> list[WebhookNotification]:
         now = timezone.now()
-        ready, _ = coalescing.plan(claims.due(now), now)
+        ready, _ = coalescing.plan(WebhookNotification.objects.due(now), now)
         if not ready:
             return []
         limit = self.batch_size or settings.WORKER_BATCH_SIZE
@@ -120,7 +120,7 @@ class NotificationWorker:
         """How soon a pending row becomes claimable (None: nothing within ``limit``). Lets
         the loop sleep exactly until a held-back burst or a retried row is due."""
         now = timezone.now()
-        _, held = coalescing.plan(claims.due(now), now)
+        _, held = coalescing.plan(WebhookNotification.objects.due(now), now)
         retry = WebhookNotification.objects.filter(
             processing_status=Status.PENDING, next_attempt_at__gt=now,
             next_attempt_at__lte=now + _seconds(limit),

@@ -27,10 +27,9 @@ from django.db.models import BigIntegerField, Case, F, Q, Value, When
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from apps.webhooks.models import WebhookNotification, WebhookSubscription
+from apps.webhooks.models import SubscriptionQuerySet, WebhookNotification, WebhookSubscription
+from apps.webhooks.services.queue.wakeup import NOTIFY_CHANNEL
 from apps.webhooks.services.receiving.store_statement import (
-    ACCEPTING_STATUSES,
-    NOTIFY_CHANNEL,
     SWITCHED_OFF_ERROR,
     batch_params,
     execute_store,
@@ -39,9 +38,6 @@ from apps.webhooks.services.receiving.store_statement import (
 )
 from apps.webhooks.services.subscriptions import subscription_cache
 from apps.webhooks.services.subscriptions.subscription_cache import StaleSubscription
-
-__all__ = ["ACCEPTING_STATUSES", "NOTIFY_CHANNEL", "NewNotification", "confirm", "store",
-           "subscriptions_for"]
 
 NOTIFY_MIN_INTERVAL_SECONDS = 0.05
 # last_notification_at ("when did we last hear from this channel", read by the silent-channel
@@ -106,7 +102,7 @@ def subscriptions_for(provider: str, channel_ids: Iterable[str], *,
         for row in rows:
             subscription = WebhookSubscription.from_db(connection.alias, names, row)
             found[subscription.channel_id] = subscription
-            if use_cache and subscription.status in ACCEPTING_STATUSES:
+            if use_cache and subscription.status in SubscriptionQuerySet.ACCEPTING:
                 subscription_cache.put(subscription)
     return found
 
@@ -308,10 +304,9 @@ def confirm(subscription: WebhookSubscription) -> None:
     concurrently (it may still be waiting for the watch response). Like storing, it applies
     only if the row still matches what the receiver authenticated against."""
     now = timezone.now()
-    updated = WebhookSubscription.objects.filter(
+    updated = WebhookSubscription.objects.accepting().filter(
         pk=subscription.pk, channel_id=subscription.channel_id,
         token_digest=subscription.token_digest, resource_id=subscription.resource_id,
-        status__in=ACCEPTING_STATUSES,
     ).update(
         confirmed_at=Coalesce(F("confirmed_at"), Value(now)),
         status=Case(

@@ -38,7 +38,7 @@ from apps.calendars.providers.errors import (
 )
 from apps.webhooks.models import OrphanChannel, WebhookNotification, WebhookSubscription
 from apps.webhooks.services.receiving.ratelimit import within_budget
-from apps.webhooks.services.subscriptions.push_channels import LIVE, handle_auth_revoked
+from apps.webhooks.services.subscriptions.push_channels import handle_auth_revoked
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +123,8 @@ def _within_budget(account: CalendarAccount) -> bool:
 
 def stop_orphan(orphan: OrphanChannel) -> str:
     """Try to stop one orphan. Returns 'stopped', 'abandoned', 'retry' or 'known'."""
-    if WebhookSubscription.objects.filter(provider=orphan.provider, channel_id=orphan.channel_id,
-                                          status__in=LIVE).exists():
+    if WebhookSubscription.objects.accepting().filter(
+            provider=orphan.provider, channel_id=orphan.channel_id).exists():
         orphan.delete()  # it notified before its creation had been recorded: not an orphan
         return "known"
     resource_id = _resource_id(orphan)
@@ -185,7 +185,7 @@ def _abandon_unrepeated() -> int:
 def _forget_known() -> int:
     """Orphans whose channel is live after all (it notified before its creation had been
     recorded): not orphans, whatever their sightings. No provider call."""
-    live = WebhookSubscription.objects.filter(provider=OuterRef("provider"),
-                                              channel_id=OuterRef("channel_id"), status__in=LIVE)
+    live = WebhookSubscription.objects.accepting().filter(provider=OuterRef("provider"),
+                                                          channel_id=OuterRef("channel_id"))
     deleted, _ = OrphanChannel.objects.open().filter(Exists(live)).delete()
     return deleted

@@ -26,17 +26,16 @@ from apps.calendars.models import Calendar, CalendarAccount
 from apps.calendars.providers import get_client
 from apps.calendars.providers.errors import AuthRevoked, NotFound, ProviderError
 from apps.calendars.services.accounts import mark_reauth_required
-from apps.webhooks.models import WebhookSubscription
+from apps.webhooks.models import SubscriptionQuerySet, WebhookSubscription
 from calendar_sync.locks import advisory_lock
 
 log = logging.getLogger(__name__)
 
 Status = WebhookSubscription.Status
-# A row the provider may still be delivering for.
-LIVE = (Status.PENDING, Status.ACTIVE)
 # A row that holds a calendar's retry state (failure count, backoff) until it is repaired.
 REPAIRABLE = (Status.FAILED, Status.EXPIRED, Status.SUSPENDED)
-OPEN = LIVE + REPAIRABLE
+# Accepting (the provider may still be delivering for it) or repairable.
+OPEN = (*SubscriptionQuerySet.ACCEPTING, *REPAIRABLE)
 
 # The advisory lock namespace of channel work, apart from the sync engine's.
 LOCK_NAMESPACE = 0x5C5B
