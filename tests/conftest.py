@@ -60,9 +60,14 @@ def forget_test_cache_keys() -> None:
 
 @pytest.fixture(autouse=True)
 def _clear_cache() -> Iterator[None]:
-    """Forget what earlier tests cached."""
+    """Forget what earlier tests cached, in the cache and in this process (the receivers'
+    memories: a database or cache failure one test caused never leaks into the next)."""
+    from apps.webhooks.services.ttl_cache import reset_all
+
     forget_test_cache_keys()
+    reset_all()
     yield
+    reset_all()
 
 
 @pytest.fixture(scope="session")

@@ -46,7 +46,6 @@ def post_items(client, items, url=URL, **headers):
                        headers=headers)
 
 
-pytestmark = pytest.mark.usefixtures("fresh_receiver_state")
 
 
 class TestMicrosoftReceiver(WebhookCases):

@@ -11,19 +11,19 @@ a database that is away.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 
 from django.db import DatabaseError, InterfaceError, connection, transaction
 from django.utils import timezone
 
 from apps.webhooks.models import OrphanChannel, WebhookCounter
+from apps.webhooks.services.ttl_cache import TTLCache
 
 logger = logging.getLogger(__name__)
 
 BEST_EFFORT_PAUSE_SECONDS = 5.0
-_paused_until = 0.0
-_pause_lock = threading.Lock()
+# Set for BEST_EFFORT_PAUSE_SECONDS after a write failed: a database that is down is not
+# asked again on every request.
+_pause = TTLCache(max_entries=1)
 
 
 def count_event(provider: str, kind: str, n: int = 1) -> None:
@@ -68,7 +68,6 @@ def record_orphan(provider: str, channel_id: str, resource_id: str = "",
 
 
 def _best_effort(sql: str, params: list, what: str) -> None:
-    global _paused_until
     try:
         if connection.in_atomic_block:
             with transaction.atomic(), connection.cursor() as cursor:  # a savepoint
@@ -77,17 +76,9 @@ def _best_effort(sql: str, params: list, what: str) -> None:
             with connection.cursor() as cursor:  # autocommit: one statement, one round trip
                 cursor.execute(sql, params)
     except (DatabaseError, InterfaceError) as exc:
-        with _pause_lock:
-            _paused_until = time.monotonic() + BEST_EFFORT_PAUSE_SECONDS
+        _pause.put("paused", True, BEST_EFFORT_PAUSE_SECONDS)
         logger.warning("webhook %s not recorded: %s", what, type(exc).__name__)
 
 
 def _best_effort_paused() -> bool:
-    return time.monotonic() < _paused_until
-
-
-def resume_best_effort_writes() -> None:
-    """Forget a recent database failure (tests, and after the database is back)."""
-    global _paused_until
-    with _pause_lock:
-        _paused_until = 0.0
+    return bool(_pause.get("paused", False))

@@ -15,8 +15,6 @@ What is not stored is counted by ``counters``.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -38,6 +36,7 @@ from apps.webhooks.services.receiving.store_statement import (
 )
 from apps.webhooks.services.subscriptions import subscription_cache
 from apps.webhooks.services.subscriptions.subscription_cache import StaleSubscription
+from apps.webhooks.services.ttl_cache import TTLCache
 
 NOTIFY_MIN_INTERVAL_SECONDS = 0.05
 # last_notification_at ("when did we last hear from this channel", read by the silent-channel
@@ -46,8 +45,7 @@ NOTIFY_MIN_INTERVAL_SECONDS = 0.05
 # indexed), i.e. a new entry in every one of the table's indexes; this way most updates touch
 # last_message_number only, or nothing.
 LAST_HEARD_RESOLUTION_SECONDS = 60
-_last_notify = 0.0
-_notify_lock = threading.Lock()
+_notify_gate = TTLCache(max_entries=1)
 
 
 @dataclass
@@ -281,20 +279,7 @@ def _notify_due() -> bool:
     WORKER_IDLE_POLL_SECONDS anyway, which bounds the delay of a notification whose wake-up
     was skipped.
     """
-    global _last_notify
-    now = time.monotonic()
-    with _notify_lock:
-        if now - _last_notify < NOTIFY_MIN_INTERVAL_SECONDS:
-            return False
-        _last_notify = now
-        return True
-
-
-def reset_notify_throttle() -> None:
-    """Let the next store NOTIFY at once (tests)."""
-    global _last_notify
-    with _notify_lock:
-        _last_notify = 0.0
+    return _notify_gate.add("notify", True, NOTIFY_MIN_INTERVAL_SECONDS)
 
 
 def confirm(subscription: WebhookSubscription) -> None:
