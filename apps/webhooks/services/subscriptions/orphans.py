@@ -137,8 +137,8 @@ def stop_orphan(orphan: OrphanChannel) -> str:
             get_client(account).stop(orphan.channel_id, resource_id)
         except NotFound:
             continue
-        except AuthRevoked:
-            handle_auth_revoked(account)
+        except AuthRevoked as exc:
+            handle_auth_revoked(account, exc)
             continue
         except (RateLimited, Transient) as exc:
             log.info("orphan %s: provider unavailable (%s), retrying next run", orphan.pk,

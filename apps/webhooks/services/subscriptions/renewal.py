@@ -112,8 +112,8 @@ def _replace_google(old: WebhookSubscription) -> WebhookSubscription:
     new = WebhookSubscription(calendar=old.calendar, provider="google")
     try:
         open_channel(new)
-    except AuthRevoked:
-        handle_auth_revoked(old.calendar.calendar_account)
+    except AuthRevoked as exc:
+        handle_auth_revoked(old.calendar.calendar_account, exc)
         old.refresh_from_db()
         return old
     except ProviderError as exc:
@@ -135,8 +135,8 @@ def _renew_graph(sub: WebhookSubscription) -> WebhookSubscription:
     except NotFound:
         log.info("subscription %s is gone at the provider; creating a new one", sub.pk)
         return repair(sub, gone=True)
-    except AuthRevoked:
-        handle_auth_revoked(sub.calendar.calendar_account)
+    except AuthRevoked as exc:
+        handle_auth_revoked(sub.calendar.calendar_account, exc)
         sub.refresh_from_db()
         return sub
     except ProviderError as exc:
@@ -190,8 +190,8 @@ def _reauthorize(sub: WebhookSubscription) -> bool:
     except NotFound:
         repair(sub, gone=True)
         return True
-    except AuthRevoked:
-        handle_auth_revoked(sub.calendar.calendar_account)
+    except AuthRevoked as exc:
+        handle_auth_revoked(sub.calendar.calendar_account, exc)
         return False
     except ClientError:
         # Reauthorization refused: a renewal (PATCH) also re-authorizes the subscription.
