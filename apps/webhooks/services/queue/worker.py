@@ -47,6 +47,7 @@ from apps.webhooks.models import WebhookNotification, WorkerHeartbeat
 from apps.webhooks.services.queue import coalescing
 from apps.webhooks.services.queue import notification_rows as claims
 from apps.webhooks.services.queue.wakeup import Wakeup
+from apps.webhooks.services.subscriptions import renewal
 from calendar_sync import metrics
 from calendar_sync.db import drop_connection
 
@@ -194,12 +195,10 @@ class NotificationWorker:
     def _lifecycle(self, calendar_id: int, row: WebhookNotification,
                    started: float) -> tuple[bool, CalendarOutcome | None]:
         """Reauthorize / recreate through the subscription manager; True: catch-up sync."""
-        from apps.webhooks.services.subscriptions.renewal import handle_lifecycle
-
         if row.lifecycle_handled_at is not None:
             return True, None
         try:
-            needs_sync = bool(handle_lifecycle(row.subscription, row.resource_state))
+            needs_sync = bool(renewal.handle_lifecycle(row.subscription, row.resource_state))
         except Exception as exc:  # noqa: BLE001 - recorded on the row, retried with backoff
             log.warning("lifecycle %s of subscription %s failed: %s", row.resource_state,
                         row.subscription_id, exc)
