@@ -10,15 +10,12 @@ a database that is away.
 
 from __future__ import annotations
 
-import logging
-
-from django.db import DatabaseError, InterfaceError, connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from apps.webhooks.models import OrphanChannel, WebhookCounter
 from apps.webhooks.services.ttl_cache import TTLCache
-
-logger = logging.getLogger(__name__)
+from calendar_sync.sli import execute_best_effort
 
 BEST_EFFORT_PAUSE_SECONDS = 5.0
 # Set for BEST_EFFORT_PAUSE_SECONDS after a write failed: a database that is down is not
@@ -68,16 +65,8 @@ def record_orphan(provider: str, channel_id: str, resource_id: str = "",
 
 
 def _best_effort(sql: str, params: list, what: str) -> None:
-    try:
-        if connection.in_atomic_block:
-            with transaction.atomic(), connection.cursor() as cursor:  # a savepoint
-                cursor.execute(sql, params)
-        else:
-            with connection.cursor() as cursor:  # autocommit: one statement, one round trip
-                cursor.execute(sql, params)
-    except (DatabaseError, InterfaceError) as exc:
+    if not execute_best_effort(sql, params, f"webhook {what}"):
         _pause.put("paused", True, BEST_EFFORT_PAUSE_SECONDS)
-        logger.warning("webhook %s not recorded: %s", what, type(exc).__name__)
 
 
 def _best_effort_paused() -> bool:
