@@ -228,8 +228,7 @@ def _assert_cadence(outage_began: datetime, outage_ended: datetime) -> None:
 
 def _assert_nothing_acknowledged_is_lost() -> None:
     deadline = time.monotonic() + 30
-    open_rows = WebhookNotification.objects.filter(processing_status__in=["pending",
-                                                                         "processing"])
+    open_rows = WebhookNotification.objects.waiting()
     while open_rows.exists() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not open_rows.exists()

@@ -217,16 +217,22 @@ def open_channel(sub: WebhookSubscription) -> None:
              sub.expires_at)
 
 
+def channel_failed(sub: WebhookSubscription, exc: ProviderError) -> None:
+    """A provider call for this channel failed: a revoked grant stops the whole account (the
+    row is re-read), anything else is one more failure on the row."""
+    if isinstance(exc, AuthRevoked):
+        handle_auth_revoked(sub.calendar.calendar_account, exc)
+        sub.refresh_from_db()
+    else:
+        record_failure(sub, exc)
+
+
 def establish(sub: WebhookSubscription) -> bool:
     """``open_channel`` with its failure recorded on the row. True when active."""
     try:
         open_channel(sub)
-    except AuthRevoked as exc:
-        handle_auth_revoked(sub.calendar.calendar_account, exc)
-        sub.refresh_from_db()
-        return False
     except ProviderError as exc:
-        record_failure(sub, exc)
+        channel_failed(sub, exc)
         return False
     return True
 
