@@ -69,7 +69,8 @@ def _measure(subs: list, size: int, rounds: int) -> dict[str, tuple[float, float
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
-    from apps.webhooks.services import ingest
+    from apps.webhooks.services.receiving import ingest
+    from apps.webhooks.services.ttl_cache import reset_all
 
     paths = {"batch statement": lambda batch: ingest.store(batch),
              "per row": lambda batch: ingest.store_each(batch, timezone.now(), False)}
@@ -85,7 +86,7 @@ def _measure(subs: list, size: int, rounds: int) -> dict[str, tuple[float, float
                     subscription=subs[i % len(subs)], kind="change", resource_state="updated",
                     dedup_key=f"bench:{serial}", message_number=None,
                     payload={"changeType": "updated", "resource": f"Users/u/Events/{serial}"}))
-            ingest.reset_notify_throttle()  # both paths wake the worker every time
+            reset_all()  # both paths wake the worker every time
             if turn == 1:
                 with CaptureQueriesContext(connection) as queries:
                     assert all(store(batch))

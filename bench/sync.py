@@ -144,7 +144,7 @@ class World:
 
         from apps.calendars.models import Calendar, CalendarAccount
         from apps.calendars.services.sync_engine import sync_calendar
-        from apps.webhooks.services.subscriptions import create_subscription
+        from apps.webhooks.services.subscriptions.renewal import create_subscription
 
         data = self.session.post(f"{self.sandbox_url}/_sandbox/accounts", timeout=10, json={
             "provider": provider, "email": email, "calendars": calendars}).json()
@@ -199,7 +199,7 @@ def _wait_drained(seconds: float) -> bool:
         count = rows.count()
         if count != last_count:
             last_count, quiet_since = count, time.monotonic()
-        open_rows = rows.filter(processing_status__in=["pending", "processing"]).exists()
+        open_rows = rows.waiting().exists()
         if not open_rows and time.monotonic() - quiet_since >= 1.0:
             return True
         time.sleep(0.05)
@@ -327,8 +327,7 @@ class BacklogSampler:
 
         from apps.webhooks.models import WebhookNotification
 
-        open_rows = WebhookNotification.objects.filter(
-            id__gte=self.first_id, processing_status__in=["pending", "processing"])
+        open_rows = WebhookNotification.objects.waiting().filter(id__gte=self.first_id)
         while not self._stop.is_set():
             self.samples.append(open_rows.count())
             self._stop.wait(0.25)

@@ -128,7 +128,7 @@ def _backlog(run: int) -> None:
 
     from apps.calendars.models import Calendar
     from apps.webhooks.models import WebhookNotification, WebhookSubscription
-    from apps.webhooks.services.ingest import NOTIFY_CHANNEL
+    from apps.webhooks.services.queue.wakeup import NOTIFY_CHANNEL
 
     now = timezone.now()
     # Long enough after the previous sync that no coalescing cooldown holds a calendar back.

@@ -89,7 +89,7 @@ def record(provider: str, at: datetime | None = None, **counts: int) -> bool:
                                (EPOCH, "total")):
         params += [connection.ops.adapt_datetimefield_value(bucket), resolution, provider[:16],
                    *(counts[f] for f in fields)]
-    return _execute(sql, params, "SLI counts")
+    return execute_best_effort(sql, params, "SLI counts")
 
 
 def record_lags(provider: str, lags: Iterable[float], at: datetime | None = None) -> None:
@@ -107,7 +107,7 @@ def record_lags(provider: str, lags: Iterable[float], at: datetime | None = None
     params: list = []
     for bound, n in sorted(buckets.items()):
         params += [hour, provider[:16], bound, n]
-    _execute(sql, params, "change lags")
+    execute_best_effort(sql, params, "change lags")
 
 
 def _lag_bound(lag: float) -> int:
@@ -134,11 +134,13 @@ def record_calendar(calendar_id: int, provider: str, notifications: int, ms: int
         f"/ ({table}.notifications + excluded.notifications)"
     )
     hour = connection.ops.adapt_datetimefield_value(hour_of(at or timezone.now()))
-    _execute(sql, [hour, calendar_id, provider[:16], notifications, total, ms,
+    execute_best_effort(sql, [hour, calendar_id, provider[:16], notifications, total, ms,
                    float(ms)], "calendar rollup")
 
 
-def _execute(sql: str, params: list, what: str) -> bool:
+def execute_best_effort(sql: str, params: list, what: str) -> bool:
+    """One statement that must never fail its caller: in a savepoint inside a transaction,
+    else on its own; a database error is logged (type only) and answered False."""
     try:
         if connection.in_atomic_block:
             with transaction.atomic(), connection.cursor() as cursor:  # a savepoint

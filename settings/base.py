@@ -78,7 +78,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=envint("ADMIN_LOGIN_LOCKOUT_MINUTES", 15, 
 AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
 AXES_RESET_ON_SUCCESS = True
 # The client's address as the receivers see it (X-Forwarded-For only from a trusted proxy).
-AXES_CLIENT_IP_CALLABLE = "apps.webhooks.services.ratelimit.client_ip"
+AXES_CLIENT_IP_CALLABLE = "apps.webhooks.services.receiving.ratelimit.client_ip"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
@@ -187,7 +187,7 @@ WORKER_RETRY_MAX_SECONDS = envfloat("WORKER_RETRY_MAX_SECONDS", 3600.0)
 # (minimum 5 so that crash tests can reclaim quickly; production keeps minutes.)
 WORKER_VISIBILITY_TIMEOUT_SECONDS = envint("WORKER_VISIBILITY_TIMEOUT_SECONDS", 600, minimum=5)
 WORKER_IDLE_POLL_SECONDS = envfloat("WORKER_IDLE_POLL_SECONDS", 1.0)
-# Coalescing (apps/webhooks/services/coalescing.py): a quiet calendar is synced on its first
+# Coalescing (apps/webhooks/services/queue/coalescing.py): a quiet calendar is synced on its first
 # notification; a calendar is never synced twice within WORKER_COALESCE_SECONDS; a burst still
 # arriving is awaited until quiet for WORKER_BURST_QUIET_SECONDS, at most
 # WORKER_BURST_MAX_WAIT_SECONDS after its oldest notification.

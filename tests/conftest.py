@@ -60,9 +60,14 @@ def forget_test_cache_keys() -> None:
 
 @pytest.fixture(autouse=True)
 def _clear_cache() -> Iterator[None]:
-    """Forget what earlier tests cached."""
+    """Forget what earlier tests cached, in the cache and in this process (the receivers'
+    memories: a database or cache failure one test caused never leaks into the next)."""
+    from apps.webhooks.services.ttl_cache import reset_all
+
     forget_test_cache_keys()
+    reset_all()
     yield
+    reset_all()
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +75,7 @@ def django_db_setup(django_db_setup) -> Iterator[None]:
     """The health probe's pool threads keep their database sessions: close them before the
     test database is dropped."""
     yield
-    from apps.webhooks.health import close_sessions
+    from apps.webhooks.probes import close_sessions
 
     close_sessions()
 

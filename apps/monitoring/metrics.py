@@ -76,8 +76,7 @@ class DatabaseCollector:
                                     "Seconds since the latest stored health check.",
                                     value=(now - latest["created_at"]).total_seconds())
 
-        waiting = WebhookNotification.objects.filter(
-            processing_status__in=("pending", "processing")).aggregate(
+        waiting = WebhookNotification.objects.waiting().aggregate(
             n=Count("id"), oldest=Min("received_at"))
         yield GaugeMetricFamily("calendar_sync_notifications_waiting",
                                 "Notifications pending or being processed.", value=waiting["n"])

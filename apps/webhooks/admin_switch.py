@@ -14,7 +14,11 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from apps.webhooks.services.flags import clear_runtime_switch, set_runtime_switch, switch_state
+from apps.webhooks.services.subscriptions.flags import (
+    clear_runtime_switch,
+    set_runtime_switch,
+    switch_state,
+)
 
 
 class KillSwitchAdminMixin:

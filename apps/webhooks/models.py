@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from datetime import datetime
 
 from django.db import models
 from django.db.models import Q
@@ -32,8 +33,35 @@ class SubscriptionQuerySet(models.QuerySet):
     FAILING = (Q(status__in=("failed", "suspended"))
                | (Q(failure_count__gte=FAILING_FAILURE_COUNT) & ~Q(status="stopped")))
 
+    # Notifications for subscriptions in these states are queued; any other state is ignored.
+    ACCEPTING = ("pending", "active")
+
+    @staticmethod
+    def live_q(now: datetime) -> Q:
+        """Active and not past its expiry: the provider still sends its notifications."""
+        return Q(status="active") & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+
     def failing(self) -> SubscriptionQuerySet:
         return self.filter(self.FAILING)
+
+    def live(self, now: datetime) -> SubscriptionQuerySet:
+        return self.filter(self.live_q(now))
+
+    def accepting(self) -> SubscriptionQuerySet:
+        return self.filter(status__in=self.ACCEPTING)
+
+
+class NotificationQuerySet(models.QuerySet):
+    # Received and not yet finished: what the worker still owes.
+    WAITING = ("pending", "processing")
+
+    def waiting(self) -> NotificationQuerySet:
+        return self.filter(processing_status__in=self.WAITING)
+
+    def due(self, now: datetime) -> NotificationQuerySet:
+        """Pending rows whose (retry) time has come."""
+        return self.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
+                           processing_status="pending")
 
 
 class WebhookSubscription(models.Model):
@@ -149,6 +177,8 @@ class WebhookNotification(models.Model):
     # recreated): a retried or reclaimed row then only runs its catch-up sync, never the
     # action a second time.
     lifecycle_handled_at = models.DateTimeField(null=True, blank=True)
+
+    objects = NotificationQuerySet.as_manager()
 
     class Meta:
         constraints = [

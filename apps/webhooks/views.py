@@ -8,7 +8,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
-from apps.webhooks.health import CheckResult, overall_status, run_checks
+from apps.webhooks.probes import CheckResult, overall_status, run_checks
 
 
 def check_document(result: CheckResult, detailed: bool) -> dict:

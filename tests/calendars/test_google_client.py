@@ -21,6 +21,7 @@ from apps.calendars.providers.errors import (
     RateLimited,
     Transient,
 )
+from apps.calendars.services.sync_engine import Outcome, sync_calendar
 
 pytestmark = pytest.mark.django_db
 
@@ -191,12 +192,15 @@ def test_a_401_refreshes_the_token_once_and_retries(google, api_calls):
     assert CalendarAccount.objects.get(pk=account.pk).access_token != "ya29.made-up"
 
 
-def test_a_revoked_grant_marks_the_account_and_stops_all_calls(google, sandbox_admin, api_calls):
+def test_a_revoked_grant_raises_its_sync_marks_the_account_and_calls_stop(google, sandbox_admin,
+                                                                         api_calls):
     account, calendar, _ = google
     sandbox_admin.faults(revoke=["ann@example.com"])
     client = get_client(account)
     with pytest.raises(AuthRevoked):
         client.full_sync(calendar)
+    assert CalendarAccount.objects.get(pk=account.pk).status == "active"  # the caller decides
+    assert sync_calendar(calendar).outcome == Outcome.AUTH_REVOKED
     stored = CalendarAccount.objects.get(pk=account.pk)
     assert stored.status == "reauth_required"
     assert "invalid_grant" in stored.last_error and stored.refresh_token == ""
@@ -205,7 +209,7 @@ def test_a_revoked_grant_marks_the_account_and_stops_all_calls(google, sandbox_a
     with pytest.raises(AuthRevoked):
         get_client(stored).list_calendars()
     with pytest.raises(AuthRevoked):
-        client.full_sync(calendar)
+        get_client(stored).full_sync(calendar)
     assert len(api_calls()) == recorded  # no further HTTP
 
 

@@ -24,8 +24,8 @@ from apps.calendars.models import Calendar, CalendarAccount
 from apps.calendars.services import polling
 from apps.calendars.services.polling import poll_due_calendars
 from apps.webhooks.models import WebhookSubscription
-from apps.webhooks.services import flags
-from apps.webhooks.services.polling_policy import push_coverage, silent_subscriptions
+from apps.webhooks.services.subscriptions import flags
+from apps.webhooks.services.subscriptions.polling_policy import push_coverage, silent_subscriptions
 
 pytestmark = pytest.mark.django_db
 

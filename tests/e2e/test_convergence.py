@@ -112,7 +112,7 @@ def test_every_calendar_converges_under_faults(sandbox, user, settings, tmp_path
     for calendar in calendars:
         assert local_events(calendar) == provider_events(state, calendar.provider_calendar_id), \
             f"calendar {calendar} differs from the provider"
-    stuck = WebhookNotification.objects.filter(processing_status__in=["pending", "processing"])
+    stuck = WebhookNotification.objects.waiting()
     assert not stuck.exists()
     assert not WebhookNotification.objects.filter(processing_status="failed").exists()
     # What the killed worker held was reclaimed after the visibility timeout and finished.
@@ -132,7 +132,7 @@ def test_every_calendar_converges_under_faults(sandbox, user, settings, tmp_path
 
 
 def _connect_and_subscribe(sandbox, user):
-    from apps.webhooks.services.subscriptions import create_subscription
+    from apps.webhooks.services.subscriptions.renewal import create_subscription
 
     calendars, targets = [], []
     for provider in ("google", "microsoft"):
@@ -190,8 +190,7 @@ def _wait_for_heartbeats(count: int, seconds: float = 30) -> None:
 
 def _wait_until_drained(seconds: float) -> None:
     deadline = time.monotonic() + seconds
-    open_rows = WebhookNotification.objects.filter(
-        processing_status__in=["pending", "processing"])
+    open_rows = WebhookNotification.objects.waiting()
     while open_rows.exists():
         assert time.monotonic() < deadline, list(
             open_rows.values("processing_status", "attempts", "error")[:5])

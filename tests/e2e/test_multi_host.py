@@ -138,7 +138,7 @@ def test_two_hosts_survive_losing_one_and_a_database_restart(sandbox, user, sett
 
 def _fifty_calendars(sandbox, user, settings, hosts) -> tuple[list, list]:
     from apps.calendars.services.sync_engine import sync_calendar
-    from apps.webhooks.services.subscriptions import create_subscription
+    from apps.webhooks.services.subscriptions.renewal import create_subscription
 
     calendars, targets = [], []
     for n in range(25):
@@ -228,8 +228,7 @@ def _assert_cadence(outage_began: datetime, outage_ended: datetime) -> None:
 
 def _assert_nothing_acknowledged_is_lost() -> None:
     deadline = time.monotonic() + 30
-    open_rows = WebhookNotification.objects.filter(processing_status__in=["pending",
-                                                                         "processing"])
+    open_rows = WebhookNotification.objects.waiting()
     while open_rows.exists() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not open_rows.exists()

@@ -48,7 +48,7 @@ def make_notifications(subscription, count: int, status: str = "completed",
                        received_at: datetime | None = None, processing_time_ms: int | None = 40,
                        **fields) -> list:
     from apps.webhooks.models import WebhookNotification
-    from apps.webhooks.services.notification_rows import record_finished
+    from apps.webhooks.services.queue.notification_rows import record_finished
     from calendar_sync import sli
 
     received_at = received_at or timezone.now()

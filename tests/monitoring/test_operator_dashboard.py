@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from apps.calendars.models import CalendarAccount
 from apps.monitoring.models import AutoFallback, HealthSnapshot, Incident, ProviderApiCall
-from apps.webhooks.services.flags import set_runtime_switch
+from apps.webhooks.services.subscriptions.flags import set_runtime_switch
 from tests.monitoring.conftest import beat, make_calendar, make_subscriptions
 from tests.monitoring.test_dashboard_browser import CHROMIUM, chromium
 

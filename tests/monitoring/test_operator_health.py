@@ -12,7 +12,7 @@ from apps.calendars.models import Calendar
 from apps.monitoring.services.dashboard import performance_trends
 from apps.monitoring.services.health_document import get_system_health
 from apps.webhooks.models import WebhookSubscription
-from apps.webhooks.services.flags import set_runtime_switch
+from apps.webhooks.services.subscriptions.flags import set_runtime_switch
 from calendar_sync import health_schedule
 from tests.monitoring.conftest import make_calendar, make_subscriptions
 

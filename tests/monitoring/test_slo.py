@@ -15,7 +15,7 @@ from apps.monitoring.models import Incident, SliRollup
 from apps.monitoring.services import slo
 from apps.monitoring.services.health_document import get_system_health
 from apps.webhooks.models import WebhookNotification, WebhookSubscription
-from apps.webhooks.services import notification_rows
+from apps.webhooks.services.queue import notification_rows
 from calendar_sync import sli
 from tests.monitoring.conftest import (
     beat,

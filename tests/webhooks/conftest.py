@@ -2,21 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from subscription_support import push_address_nowhere
-from webhook_cases import reset_receiver_state
-
-
-@pytest.fixture
-def fresh_receiver_state() -> Iterator[None]:
-    """The receivers' process-wide state reset before and after the test, so one test's
-    database or cache failure never leaks into the next. Use with
-    ``pytest.mark.usefixtures("fresh_receiver_state")``."""
-    reset_receiver_state()
-    yield
-    reset_receiver_state()
 
 
 @pytest.fixture

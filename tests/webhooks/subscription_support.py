@@ -79,7 +79,7 @@ def push_address_nowhere(url: str) -> str:
 def maintenance_at(url: str, when: datetime):
     """``run_maintenance()`` at ``when`` (the clock ticking), with the sandbox's clock moved
     along and back again afterwards; its summary."""
-    from apps.webhooks.services.subscriptions import run_maintenance
+    from apps.webhooks.services.subscriptions.maintenance import run_maintenance
 
     with time_machine.travel(when, tick=True):
         follow_clock(url)
@@ -99,7 +99,7 @@ def polling_pass(calendars):
 
     from apps.calendars.models import Calendar
     from apps.calendars.services.polling import poll_due_calendars
-    from apps.webhooks.services.polling_policy import push_coverage
+    from apps.webhooks.services.subscriptions.polling_policy import push_coverage
 
     now = timezone.now()
     Calendar.objects.filter(pk__in=[c.pk for c in calendars]).update(

@@ -17,12 +17,11 @@ from subscription_support import (
 )
 
 from apps.calendars.models import Calendar, CalendarAccount
+from apps.calendars.providers.errors import AuthRevoked
 from apps.webhooks.models import WebhookSubscription
-from apps.webhooks.services.subscriptions import (
-    create_subscription,
-    handle_auth_revoked,
-    run_maintenance,
-)
+from apps.webhooks.services.subscriptions.maintenance import run_maintenance
+from apps.webhooks.services.subscriptions.push_channels import handle_auth_revoked
+from apps.webhooks.services.subscriptions.renewal import create_subscription
 
 pytestmark = pytest.mark.django_db
 
@@ -100,7 +99,7 @@ def test_handling_a_revocation_touches_only_that_account(sandbox, account, user)
     theirs = create_subscription(other_calendar)
     calls = call_count(sandbox.url, "google.channels.stop")
 
-    handle_auth_revoked(local)
+    handle_auth_revoked(local, AuthRevoked("Google token endpoint answered 400 (invalid_grant)"))
 
     mine.refresh_from_db()
     theirs.refresh_from_db()

@@ -14,7 +14,7 @@ from webhook_cases import counter, make_microsoft_calendar, make_subscription
 
 URL = "/webhooks/microsoft/"
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_receiver_state")]
+pytestmark = pytest.mark.django_db
 
 
 def post_body(client, body: bytes):

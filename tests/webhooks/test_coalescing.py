@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from apps.webhooks.services.coalescing import CalendarQueue, ready_at
+from apps.webhooks.services.queue.coalescing import CalendarQueue, ready_at
 
 NOW = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
 

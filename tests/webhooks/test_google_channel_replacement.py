@@ -16,11 +16,8 @@ from subscription_support import (
 
 from apps.calendars.providers.google import GoogleClient
 from apps.webhooks.models import WebhookNotification, WebhookSubscription
-from apps.webhooks.services.subscriptions import (
-    create_subscription,
-    renew_subscription,
-    run_maintenance,
-)
+from apps.webhooks.services.subscriptions.maintenance import run_maintenance
+from apps.webhooks.services.subscriptions.renewal import create_subscription, renew_subscription
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

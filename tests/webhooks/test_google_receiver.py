@@ -59,7 +59,6 @@ class TestGoogleReceiver(WebhookCases):
         return google_headers(subscription.channel_id, secret)
 
 
-pytestmark = pytest.mark.usefixtures("fresh_receiver_state")
 
 
 @pytest.fixture

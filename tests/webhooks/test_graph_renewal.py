@@ -15,7 +15,7 @@ from subscription_support import (
     set_faults,
 )
 
-from apps.webhooks.services.subscriptions import create_subscription
+from apps.webhooks.services.subscriptions.renewal import create_subscription
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

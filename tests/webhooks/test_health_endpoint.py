@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from apps.webhooks import probes
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -51,7 +53,7 @@ def test_it_fails_fast_with_503_when_the_database_is_down():
 def test_concurrent_probes_never_answer_for_each_other():
     from concurrent.futures import ThreadPoolExecutor
 
-    from apps.webhooks.health import probe_cache
+    from apps.webhooks.probes import probe_cache
 
     def probe(_: int) -> bool:
         try:
@@ -87,12 +89,10 @@ def test_probes_reuse_their_database_sessions(client):
 
 @pytest.mark.django_db
 def test_anonymous_callers_get_status_and_check_names_only(client, monkeypatch):
-    from apps.webhooks import health
-
     def broken_cache() -> None:
         raise ConnectionRefusedError("redis at 10.1.2.3:6379 refused")
 
-    monkeypatch.setattr(health, "CHECKS", (("database", health._database_in_thread, True),
+    monkeypatch.setattr(probes, "CHECKS", (("database", probes._database_in_thread, True),
                                            ("cache", broken_cache, False)))
     body = client.get("/webhooks/health/").json()
     assert body == {"status": "warn", "checks": {"database": [{"status": "pass"}],
@@ -101,12 +101,10 @@ def test_anonymous_callers_get_status_and_check_names_only(client, monkeypatch):
 
 @pytest.mark.django_db
 def test_staff_get_timings_and_the_failure(client, monkeypatch, django_user_model):
-    from apps.webhooks import health
-
     def broken_cache() -> None:
         raise ConnectionRefusedError("redis at 10.1.2.3:6379 refused")
 
-    monkeypatch.setattr(health, "CHECKS", (("database", health._database_in_thread, True),
+    monkeypatch.setattr(probes, "CHECKS", (("database", probes._database_in_thread, True),
                                            ("cache", broken_cache, False)))
     client.force_login(django_user_model.objects.create_user("ops", is_staff=True))
     cache = client.get("/webhooks/health/").json()["checks"]["cache"][0]

@@ -14,10 +14,9 @@ from django.utils import timezone
 from webhook_cases import make_subscription
 
 from apps.webhooks.models import WebhookNotification, WebhookSubscription
-from apps.webhooks.services import ingest
-from apps.webhooks.services.subscription_cache import StaleSubscription
-
-pytestmark = pytest.mark.usefixtures("fresh_receiver_state")
+from apps.webhooks.services.receiving import ingest
+from apps.webhooks.services.subscriptions.subscription_cache import StaleSubscription
+from apps.webhooks.services.ttl_cache import reset_all
 
 
 def run_together(n: int, work) -> None:
@@ -162,11 +161,11 @@ def batch_of(subscriptions, numbers) -> list[ingest.NewNotification]:
 def test_a_batch_is_one_round_trip_whatever_its_size(google_calendar, settings, prepared):
     settings.WEBHOOK_PREPARED_STATEMENTS = prepared
     subs = [make_subscription(google_calendar, "microsoft")[0] for _ in range(3)]
-    ingest.reset_notify_throttle()  # each store below wakes the worker: one statement shape
+    reset_all()  # each store below wakes the worker: one statement shape
     ingest.store(batch_of(subs, [1, 2]))  # the session prepares the statement once
     round_trips = []
     for numbers in ([3], range(4, 54)):
-        ingest.reset_notify_throttle()
+        reset_all()
         with CaptureQueriesContext(connection) as queries:
             assert all(ingest.store(batch_of(subs, numbers)))
         round_trips.append(len(queries))

@@ -14,8 +14,10 @@ from django.db import connection
 from subscription_support import connect_account, push_address_nowhere, remote_channels
 
 from apps.webhooks.models import WebhookSubscription
-from apps.webhooks.services import flags
-from apps.webhooks.services.subscriptions import create_subscription, run_maintenance
+from apps.webhooks.services.subscriptions import flags
+from apps.webhooks.services.subscriptions.maintenance import run_maintenance
+from apps.webhooks.services.subscriptions.renewal import create_subscription
+from apps.webhooks.services.ttl_cache import reset_all
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -26,7 +28,7 @@ import django
 django.setup()
 from django.conf import settings
 settings.WEBHOOK_RUNTIME_FLAG_CACHE_SECONDS = float(sys.argv[1])
-from apps.webhooks.services.flags import webhooks_enabled
+from apps.webhooks.services.subscriptions.flags import webhooks_enabled
 seen, deadline = None, time.monotonic() + 30
 while time.monotonic() < deadline:
     state = webhooks_enabled()
@@ -56,9 +58,7 @@ def switch(action: str) -> str:
 @pytest.fixture
 def cache_ttl(settings):
     settings.WEBHOOK_RUNTIME_FLAG_CACHE_SECONDS = 1.0
-    flags.forget_cached_switch()
-    yield 1.0
-    flags.forget_cached_switch()
+    return 1.0
 
 
 def seen_within(expected: bool, seconds: float) -> float:
@@ -130,7 +130,7 @@ def test_staff_can_flip_the_switch_in_the_admin(admin_client):
                                  {"switch": "off"})
 
     assert response.status_code == 302
-    flags.forget_cached_switch()
+    reset_all()  # this process's cached switch; other processes see it within the TTL
     assert flags.webhooks_enabled() is False
     assert flags.switch_state().updated_by == "admin:admin"
     assert b"OFF" in admin_client.get("/admin/webhooks/runtimesetting/kill-switch/").content

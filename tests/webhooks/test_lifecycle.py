@@ -12,9 +12,9 @@ from django.utils import timezone
 from subscription_support import call_count, connect_account, remote_channels, set_faults
 
 from apps.webhooks.models import WebhookNotification
-from apps.webhooks.services import worker as worker_module
-from apps.webhooks.services.subscriptions import create_subscription, handle_lifecycle
-from apps.webhooks.services.worker import NotificationWorker
+from apps.webhooks.services.queue import worker as worker_module
+from apps.webhooks.services.queue.worker import NotificationWorker
+from apps.webhooks.services.subscriptions.renewal import create_subscription, handle_lifecycle
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

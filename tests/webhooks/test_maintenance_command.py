@@ -15,7 +15,7 @@ from django.db import connection
 from subscription_support import call_count, connect_account, push_address_nowhere, set_faults
 
 from apps.webhooks.models import WebhookSubscription
-from apps.webhooks.services.maintenance import KINDS
+from apps.webhooks.services.subscriptions.maintenance import KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db

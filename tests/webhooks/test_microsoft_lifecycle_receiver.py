@@ -36,7 +36,6 @@ def post_items(client, items, **headers):
                        headers=headers)
 
 
-pytestmark = pytest.mark.usefixtures("fresh_receiver_state")
 
 
 class TestMicrosoftLifecycleReceiver(WebhookCases):

@@ -16,7 +16,7 @@ from webhook_cases import (
 )
 
 from apps.webhooks.models import OrphanChannel, WebhookNotification
-from apps.webhooks.services import flags
+from apps.webhooks.services.subscriptions import flags
 
 URL = "/webhooks/microsoft/"
 
@@ -46,7 +46,6 @@ def post_items(client, items, url=URL, **headers):
                        headers=headers)
 
 
-pytestmark = pytest.mark.usefixtures("fresh_receiver_state")
 
 
 class TestMicrosoftReceiver(WebhookCases):

@@ -15,19 +15,11 @@ from subscription_support import connect_account
 from sync_support import counter as sandbox_counter
 from test_microsoft_receiver import change_item
 from test_orphans import graph_mailbox, stray_graph_subscription
-from webhook_cases import reset_receiver_state
 
 from apps.webhooks.models import OrphanChannel, WebhookNotification, WebhookSubscription
-from apps.webhooks.services.subscriptions import stop_orphans
+from apps.webhooks.services.subscriptions.orphans import stop_orphans
 
 DELETES = "graph.subscriptions.delete"
-
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    reset_receiver_state()
-    yield
-    reset_receiver_state()
 
 
 @pytest.fixture

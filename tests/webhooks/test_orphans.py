@@ -18,7 +18,9 @@ from subscription_support import (
 )
 
 from apps.webhooks.models import OrphanChannel, WebhookNotification, WebhookSubscription
-from apps.webhooks.services.subscriptions import create_subscription, run_maintenance, stop_orphans
+from apps.webhooks.services.subscriptions.maintenance import run_maintenance
+from apps.webhooks.services.subscriptions.orphans import stop_orphans
+from apps.webhooks.services.subscriptions.renewal import create_subscription
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

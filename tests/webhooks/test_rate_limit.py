@@ -12,21 +12,18 @@ import time_machine
 from django.test import RequestFactory
 from prometheus_client import REGISTRY
 from test_google_receiver import RESOURCE_ID, google_headers, post
-from webhook_cases import counter, make_subscription, reset_receiver_state
+from webhook_cases import counter, make_subscription
 
 from apps.webhooks.models import OrphanChannel, WebhookNotification
-from apps.webhooks.services import ratelimit
+from apps.webhooks.services.receiving import ratelimit
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
 def _limits(settings):
-    reset_receiver_state()
     settings.WEBHOOK_RATE_LIMIT_MAX_REQUESTS = 3
     settings.WEBHOOK_RATE_LIMIT_WINDOW_SECONDS = 60
-    yield
-    reset_receiver_state()
 
 
 @pytest.fixture

@@ -22,7 +22,9 @@ from test_google_receiver import RESOURCE_ID, google_headers, post
 from webhook_cases import make_microsoft_calendar, make_subscription
 
 from apps.webhooks.models import WebhookNotification
-from apps.webhooks.services import ingest
+from apps.webhooks.services.queue.wakeup import NOTIFY_CHANNEL
+from apps.webhooks.services.receiving import ingest
+from apps.webhooks.services.ttl_cache import reset_all
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -139,7 +141,7 @@ def _query_another_connection(sql: str, params: list) -> int:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_row_is_committed_before_the_2xx_leaves(client, google_calendar, fresh_receiver_state):
+def test_the_row_is_committed_before_the_2xx_leaves(client, google_calendar):
     sub, token = make_subscription(google_calendar, "google", "active", RESOURCE_ID)
     response = post(client, google_headers(sub.channel_id, token, n=31))
     assert response.status_code == 200
@@ -166,8 +168,7 @@ def rows_refused(pattern: str) -> Iterator[None]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_batch_that_fails_part_way_is_a_503_and_leaves_no_row(client, user,
-                                                                fresh_receiver_state):
+def test_a_batch_that_fails_part_way_is_a_503_and_leaves_no_row(client, user):
     # The database refuses the batch's last row, after the first ones were inserted.
     sub, secret = make_subscription(make_microsoft_calendar(user), "microsoft")
     items = [{"subscriptionId": sub.channel_id, "clientState": secret, "changeType": "updated",
@@ -183,7 +184,7 @@ def test_a_batch_that_fails_part_way_is_a_503_and_leaves_no_row(client, user,
 
 @pytest.mark.django_db(transaction=True)
 def test_a_connection_killed_before_the_store_is_a_503_then_service_resumes(
-        client, google_calendar, monkeypatch, fresh_receiver_state):
+        client, google_calendar, monkeypatch):
     sub, token = make_subscription(google_calendar, "google", "active", RESOURCE_ID)
     real_store = ingest.store
 
@@ -214,8 +215,7 @@ def test_a_connection_killed_before_the_store_is_a_503_then_service_resumes(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_redeliveries_store_one_row_and_all_get_a_2xx(google_calendar,
-                                                                  fresh_receiver_state):
+def test_concurrent_redeliveries_store_one_row_and_all_get_a_2xx(google_calendar):
     from django.db import connections
     from django.test import Client
 
@@ -255,21 +255,20 @@ def deliver_graph_batch(client, user, google_calendar) -> int:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("deliver", [deliver_google, deliver_graph_batch],
                          ids=["google", "graph-batch"])
-def test_a_stored_notification_wakes_a_listening_worker(client, user, google_calendar, deliver,
-                                                        fresh_receiver_state):
+def test_a_stored_notification_wakes_a_listening_worker(client, user, google_calendar, deliver):
     params = connection.get_connection_params()
     listener = psycopg2.connect(**{k: v for k, v in params.items()
                                    if k in {"dbname", "user", "password", "host", "port"}})
     listener.autocommit = True
     try:
         with listener.cursor() as cursor:
-            cursor.execute(f"LISTEN {ingest.NOTIFY_CHANNEL}")
-        ingest.reset_notify_throttle()
+            cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        reset_all()
         assert deliver(client, user, google_calendar) in (200, 202)
         deadline = time.monotonic() + 5
         while not listener.notifies and time.monotonic() < deadline:
             select.select([listener], [], [], 0.1)
             listener.poll()
-        assert [n.channel for n in listener.notifies] == [ingest.NOTIFY_CHANNEL]
+        assert [n.channel for n in listener.notifies] == [NOTIFY_CHANNEL]
     finally:
         listener.close()

@@ -9,8 +9,6 @@ from webhook_cases import make_subscription
 
 from apps.webhooks.models import WebhookNotification
 
-pytestmark = pytest.mark.usefixtures("fresh_receiver_state")
-
 
 @pytest.mark.django_db
 def test_a_receiver_answer_is_complete_and_sets_no_cookie(client, google_calendar):

@@ -9,9 +9,10 @@ import pytest
 from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from webhook_cases import make_microsoft_calendar, make_subscription, reset_receiver_state
+from webhook_cases import make_microsoft_calendar, make_subscription
 
 from apps.webhooks.models import WebhookNotification
+from apps.webhooks.services.ttl_cache import reset_all
 
 pytestmark = pytest.mark.django_db
 
@@ -76,7 +77,7 @@ def assert_deliberate(response, secret: str) -> None:
 
 @pytest.fixture
 def graph_subscription(user):
-    reset_receiver_state()
+    reset_all()
     return make_subscription(make_microsoft_calendar(user), "microsoft")
 
 
@@ -104,7 +105,7 @@ def test_arbitrary_requests_get_a_deliberate_answer(path, graph_subscription):
 
 
 def test_arbitrary_google_headers_on_a_known_channel(google_calendar):
-    reset_receiver_state()
+    reset_all()
     sub, token = make_subscription(google_calendar, "google", "active", "res-1")
     client = Client(raise_request_exception=True)
     base = {"X-Goog-Channel-ID": sub.channel_id, "X-Goog-Channel-Token": token,

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from apps.calendars.models import Calendar, CalendarAccount
-from apps.webhooks.services.flags import bucket, calendar_in_rollout
+from apps.webhooks.services.subscriptions.flags import bucket, calendar_in_rollout
 from settings import deployment_phases
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,7 +20,7 @@ IDS = range(1, 401)
 PROBE = """
 import json, django
 django.setup()
-from apps.webhooks.services.flags import bucket
+from apps.webhooks.services.subscriptions.flags import bucket
 print(json.dumps({"calendar": [bucket("calendar", i) for i in range(1, 401)],
                   "user": [bucket("user", i) for i in range(1, 401)],
                   "builtin_hash": hash("calendar:7")}))

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from test_google_receiver import RESOURCE_ID, google_headers, post
-from webhook_cases import counter, make_subscription, reset_receiver_state
+from webhook_cases import counter, make_subscription
 
 from apps.webhooks.models import WebhookNotification, WebhookSubscription
 
@@ -18,9 +18,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _fresh(settings):
     settings.WEBHOOK_SUBSCRIPTION_CACHE_SECONDS = 60
-    reset_receiver_state()
-    yield
-    reset_receiver_state()
 
 
 def lookups(client, headers) -> tuple[int, int]:

@@ -21,7 +21,8 @@ from apps.calendars.models import Calendar
 from apps.calendars.providers.errors import Transient
 from apps.calendars.providers.google import GoogleClient
 from apps.webhooks.models import WebhookSubscription
-from apps.webhooks.services.subscriptions import create_subscription, run_maintenance
+from apps.webhooks.services.subscriptions.maintenance import run_maintenance
+from apps.webhooks.services.subscriptions.renewal import create_subscription
 
 pytestmark = pytest.mark.django_db
 

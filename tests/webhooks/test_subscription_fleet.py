@@ -11,7 +11,7 @@ from django.utils import timezone
 from subscription_support import connect_account, follow_clock, uncovered_calendars
 
 from apps.webhooks.models import WebhookSubscription
-from apps.webhooks.services.subscriptions import run_maintenance
+from apps.webhooks.services.subscriptions.maintenance import run_maintenance
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

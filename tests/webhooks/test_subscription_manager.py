@@ -17,13 +17,10 @@ from subscription_support import (
 
 from apps.calendars.models import CalendarAccount
 from apps.webhooks.models import WebhookSubscription
-from apps.webhooks.services.channels import calendar_lock
-from apps.webhooks.services.subscriptions import (
-    create_subscription,
-    ensure_subscription,
-    run_maintenance,
-    stop_subscription,
-)
+from apps.webhooks.services.subscriptions.maintenance import run_maintenance
+from apps.webhooks.services.subscriptions.manager import ensure_subscription, stop_subscription
+from apps.webhooks.services.subscriptions.push_channels import calendar_lock
+from apps.webhooks.services.subscriptions.renewal import create_subscription
 
 pytestmark = pytest.mark.django_db
 

@@ -16,8 +16,8 @@ from subscription_support import (
 )
 
 from apps.webhooks.models import WebhookSubscription
-from apps.webhooks.services.channels import renewal_time
-from apps.webhooks.services.subscriptions import create_subscription
+from apps.webhooks.services.subscriptions.push_channels import renewal_time
+from apps.webhooks.services.subscriptions.renewal import create_subscription
 
 pytestmark = pytest.mark.django_db
 

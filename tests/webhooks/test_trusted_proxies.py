@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 from django.test import RequestFactory
 from test_google_receiver import URL, google_headers
-from webhook_cases import reset_receiver_state
 
 from apps.monitoring.services import validation
-from apps.webhooks.services import ratelimit
+from apps.webhooks.services.receiving import ratelimit
 from settings.env import ImproperEnvironment, envnetworks
 
 pytestmark = pytest.mark.django_db
@@ -20,15 +19,6 @@ def send(client, channel_id: str, n: int, client_address: str, peer: str):
     return client.post(URL, data=b"", content_type="application/octet-stream",
                        headers={**google_headers(channel_id, "t", n),
                                 "X-Forwarded-For": client_address}, REMOTE_ADDR=peer)
-
-
-@pytest.fixture(autouse=True)
-def _clean():
-    reset_receiver_state()
-    ratelimit.forget_untrusted_proxy()
-    yield
-    ratelimit.forget_untrusted_proxy()
-    reset_receiver_state()
 
 
 def test_a_proxy_inside_a_trusted_range_is_believed(settings):

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from django.core.management import CommandError, call_command
 
-from apps.webhooks.services.domain_check import robots_rule
+from apps.webhooks.services.subscriptions.domain_check import robots_rule
 
 
 def _name(common: str) -> x509.Name:

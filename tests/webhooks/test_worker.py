@@ -30,8 +30,8 @@ from sync_support import (
 )
 
 from apps.webhooks.models import WebhookNotification, WorkerHeartbeat
-from apps.webhooks.services.wakeup import NOTIFY_CHANNEL
-from apps.webhooks.services.worker import NotificationWorker
+from apps.webhooks.services.queue.wakeup import NOTIFY_CHANNEL
+from apps.webhooks.services.queue.worker import NotificationWorker
 
 ROOT = Path(__file__).resolve().parents[2]
 Status = WebhookNotification.Status
@@ -324,7 +324,7 @@ def test_a_missed_lifecycle_event_runs_a_catch_up_sync(sandbox, user):
 @pytest.mark.django_db
 def test_a_lifecycle_event_is_handled_once_even_if_its_catch_up_sync_is_retried(
         sandbox, user, settings, monkeypatch):
-    from apps.webhooks.services import subscriptions
+    from apps.webhooks.services.subscriptions import renewal
 
     settings.WORKER_RETRY_BASE_SECONDS = 0
     settings.SYNC_BACKOFF_BASE_SECONDS = 0
@@ -333,8 +333,8 @@ def test_a_lifecycle_event_is_handled_once_even_if_its_catch_up_sync_is_retried(
     sub = subscription_for(calendar)
     store_notifications(sub, kind="lifecycle", state="missed")
     calls = []
-    real = subscriptions.handle_lifecycle
-    monkeypatch.setattr(subscriptions, "handle_lifecycle",
+    real = renewal.handle_lifecycle
+    monkeypatch.setattr(renewal, "handle_lifecycle",
                         lambda s, event: calls.append(event) or real(s, event))
     set_faults(sandbox.url, fail_next={"graph.events.delta": [500]})
     worker = NotificationWorker()
@@ -363,7 +363,7 @@ def test_notifications_for_a_calendar_no_longer_syncing_are_ignored(google_world
 @pytest.mark.django_db
 def test_the_worker_loop_survives_an_unexpected_error(google_world, sandbox, settings,
                                                       monkeypatch):
-    from apps.webhooks.services import coalescing
+    from apps.webhooks.services.queue import coalescing
 
     settings.WORKER_IDLE_POLL_SECONDS = 0.05
     (cal_a, _), (sub_a, _), writer, (cid_a, _) = google_world

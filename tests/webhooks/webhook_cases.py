@@ -26,7 +26,7 @@ from apps.webhooks.models import (
     WebhookNotification,
     WebhookSubscription,
 )
-from apps.webhooks.services import counters, flags, ratelimit, subscription_cache
+from apps.webhooks.services.subscriptions import flags
 
 
 def counter(provider: str, kind: str) -> int:
@@ -64,15 +64,6 @@ def make_microsoft_calendar(user) -> Calendar:
                                    name="Alice (Outlook)")
 
 
-def reset_receiver_state() -> None:
-    """Process-wide state the receivers keep (fail-open flags, cached kill switch): tests
-    call it before and after, so one test's database or cache failure never leaks."""
-    ratelimit.reset_fail_open_state()
-    counters.resume_best_effort_writes()
-    flags.forget_cached_switch()
-    subscription_cache.clear()
-
-
 @pytest.mark.django_db
 class WebhookCases:
     """Subclass, set the attributes and implement the ``send_*`` hooks."""
@@ -82,12 +73,6 @@ class WebhookCases:
     ok_status = 200
     forged_status = 403
     unknown_status = 404
-
-    @pytest.fixture(autouse=True)
-    def _fresh_receiver_state(self):
-        reset_receiver_state()
-        yield
-        reset_receiver_state()
 
     # Hooks ---------------------------------------------------------------------------------
     @pytest.fixture

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from apps.calendars.models import CalendarAccount
-    from apps.calendars.providers.base import ProviderClient
+from apps.calendars.models import CalendarAccount
+from apps.calendars.providers.base import ProviderClient
+from apps.calendars.providers.google import GoogleClient
+from apps.calendars.providers.microsoft import MicrosoftClient
 
 
 def get_client(account: CalendarAccount) -> ProviderClient:
     if account.provider == "google":
-        from apps.calendars.providers.google import GoogleClient
-
         return GoogleClient(account)
     if account.provider == "microsoft":
-        from apps.calendars.providers.microsoft import MicrosoftClient
-
         return MicrosoftClient(account)
     raise ValueError(f"unknown provider {account.provider!r}")

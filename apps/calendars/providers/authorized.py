@@ -3,7 +3,8 @@ with a single refresh-and-retry on 401, and network failures mapped to ``Transie
 
 Token refresh happens under the account's advisory lock (``calendar_sync/locks.py``) so that
 two workers never spend the same Microsoft refresh token (it rotates on every use; the loser
-would see ``invalid_grant`` and wrongly mark a healthy account ``reauth_required``). Only other
+would see ``invalid_grant`` and its caller wrongly mark a healthy account ``reauth_required``).
+Only other
 refreshers wait for it: no transaction and no row lock is held across the token call, so a slow
 identity provider never blocks the other writers of the account row (backoff, status).
 """
@@ -127,18 +128,11 @@ class AuthorizedClient(ProviderClient):
         for name in (*_TOKEN_FIELDS, "status"):
             setattr(self.account, name, getattr(row, name))
         if error is not None:
-            if isinstance(error, AuthRevoked) and row.status == CalendarAccount.Status.ACTIVE:
-                self._revoke("refresh token rejected by the provider (invalid_grant)")
-            raise error
+            raise error  # AuthRevoked: the caller marks the account (services.accounts)
         return self.account.access_token
 
     def _grant(self, refresh_token: str) -> oauth.TokenGrant:
         return oauth.refresh_grant(self.provider, refresh_token, account_id=self.account.pk)
-
-    def _revoke(self, reason: str) -> None:
-        from apps.calendars.services.accounts import mark_reauth_required
-
-        mark_reauth_required(self.account, reason)
 
     # --- requests -----------------------------------------------------------------------------
     def send(self, method: str, url: str, operation: str, **kwargs: Any) -> requests.Response:
@@ -150,7 +144,6 @@ class AuthorizedClient(ProviderClient):
             token = self._refresh(stale=token)
             response = self._attempt(method, url, operation, token, True, **kwargs)
             if response.status_code == 401:
-                self._revoke(f"{self.label} rejected a freshly refreshed access token (401)")
                 raise AuthRevoked(f"{self.label} {operation} answered 401 with a fresh token",
                                   status_code=401)
         error = self.error_for(response, operation)

@@ -1,7 +1,8 @@
 """Connecting calendar accounts and keeping their calendar lists and tokens in order.
 
-Used by the OAuth callback view, the ``connect_account`` and ``seed_demo`` commands, and by the
-provider clients (``mark_reauth_required`` on ``invalid_grant``).
+Used by the OAuth callback view, the ``connect_account`` and ``seed_demo`` commands, and by
+whoever catches a provider's ``AuthRevoked`` (``mark_reauth_required``: the sync engine, the
+subscription manager); the provider clients only raise it.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Whether push covers a calendar is a webhooks decision (subscriptions, kill switch, rollout);
 ``calendars`` must not import ``webhooks``, so the caller passes it in as ``is_covered`` (the
-``poll_calendars`` command builds it with ``apps.webhooks.services.polling_policy``). Without
-it every calendar counts as uncovered, which is right for a deployment without push.
+``poll_calendars`` command builds it with ``webhooks.services.subscriptions.polling_policy``).
+Without it every calendar counts as uncovered, which is right for a deployment without push.
 
 Every calendar carries its own jittered ``next_sync_at``; a pass only looks at the due ones and
 claims each with a compare-and-set on that column, so two pollers (cron on two machines) never

@@ -294,7 +294,7 @@ def _provider_failure(calendar: Calendar, exc: ProviderError, kind: str) -> Sync
     metrics.SYNCS.labels(account.provider, kind, "error").inc()
     message = f"{exc.kind}: {exc}"[:1000]
     if isinstance(exc, AuthRevoked):
-        # The client marks the account; make sure of it so nobody keeps retrying.
+        # No call can succeed until the user reconnects: nobody keeps retrying.
         mark_reauth_required(account, message, only_if_active=True)
         _record_failure(calendar, message)
         return SyncResult(calendar.pk, Outcome.AUTH_REVOKED, kind=kind, error=message)

@@ -80,7 +80,7 @@ def _reauth_accounts() -> tuple[int, list[dict]]:
 
 
 def _waiting_notifications() -> tuple[int, list[dict]]:
-    rows = (WebhookNotification.objects.filter(processing_status__in=("pending", "processing"))
+    rows = (WebhookNotification.objects.waiting()
             .select_related("subscription__calendar").order_by("received_at"))
     return rows.count(), [
         _item(f"{n.provider} notification for {n.subscription.calendar.name}, received "

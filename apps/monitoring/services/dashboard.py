@@ -15,7 +15,6 @@ from django.utils import timezone
 
 from apps.monitoring.models import HealthSnapshot, Incident
 from apps.monitoring.services import rollups
-from apps.monitoring.services.health_document import WAITING
 from apps.webhooks.models import SUBSCRIPTION_STATUSES, WebhookNotification, WebhookSubscription
 
 
@@ -105,7 +104,7 @@ def recent_activity(now: datetime | None = None) -> dict:
                    if row["notifications_received"]}
     by_status = {"completed": sum(r["notifications_ok"] for r in hour.values()),
                  "failed": sum(r["notifications_failed"] for r in hour.values()),
-                 **dict(WebhookNotification.objects.filter(processing_status__in=WAITING)
+                 **dict(WebhookNotification.objects.waiting()
                         .values("processing_status").annotate(n=Count("id"))
                         .values_list("processing_status", "n"))}
     # Never headers or payloads: they carry channel tokens and clientState.
@@ -129,8 +128,7 @@ def recent_activity(now: datetime | None = None) -> dict:
 def expiring_soon(now: datetime | None = None, limit: int = 20) -> list[dict]:
     now = now or timezone.now()
     soon = now + timedelta(seconds=settings.HEALTH_THRESHOLDS["expiring_soon_seconds"])
-    rows = (WebhookSubscription.objects.filter(status=WebhookSubscription.Status.ACTIVE,
-                                               expires_at__gt=now, expires_at__lte=soon)
+    rows = (WebhookSubscription.objects.live(now).filter(expires_at__lte=soon)
             .order_by("expires_at")
             .values("provider", "expires_at", "failure_count", "calendar__name",
                     "calendar__calendar_account__email")[:limit])

@@ -24,7 +24,6 @@ from apps.calendars.models import Calendar, CalendarAccount
 from apps.monitoring.models import ProviderApiCall
 from apps.monitoring.services import jobs, rollups, slo
 from apps.monitoring.services.health_rules import evaluate, recommend
-from apps.webhooks.health import probe_cache, probe_database
 from apps.webhooks.models import (
     FAILING_FAILURE_COUNT,
     SUBSCRIPTION_STATUSES,
@@ -34,12 +33,12 @@ from apps.webhooks.models import (
     WebhookSubscription,
     WorkerHeartbeat,
 )
-from apps.webhooks.services.flags import switch_state
+from apps.webhooks.probes import probe_cache, probe_database
+from apps.webhooks.services.subscriptions.flags import switch_state
 from calendar_sync import sli
 
 log = logging.getLogger(__name__)
 
-WAITING = ("pending", "processing")
 # A subscription this young may still be in its creation handshake: not counted against health.
 PENDING_GRACE = timedelta(minutes=15)
 EXPECTED_ERROR_KINDS = sli.EXPECTED_ERROR_KINDS
@@ -94,11 +93,10 @@ class HealthDocument:
     def _subscriptions(self) -> dict:
         now = self.now
         soon = now + timedelta(seconds=self.thresholds["expiring_soon_seconds"])
-        live = Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+        live = SubscriptionQuerySet.live_q(now)
         counts = WebhookSubscription.objects.aggregate(
-            live_active=Count("id", filter=Q(status="active") & live),
-            expiring_soon=Count("id", filter=Q(status="active", expires_at__gt=now,
-                                               expires_at__lte=soon)),
+            live_active=Count("id", filter=live),
+            expiring_soon=Count("id", filter=live & Q(expires_at__lte=soon)),
             young_pending=Count("id", filter=Q(status=WebhookSubscription.Status.PENDING,
                                                created_at__gt=now - PENDING_GRACE)),
             failing=Count("id", filter=SubscriptionQuerySet.FAILING),
@@ -134,7 +132,7 @@ class HealthDocument:
                 day[key] += row[key]
         ok, failed = day["notifications_ok"], day["notifications_failed"]
         old_before = now - timedelta(seconds=t["old_pending_age_seconds"])
-        waiting = WebhookNotification.objects.filter(processing_status__in=WAITING).aggregate(
+        waiting = WebhookNotification.objects.waiting().aggregate(
             count=Count("id"), old=Count("id", filter=Q(received_at__lt=old_before)),
             oldest=Min("received_at"),
         )
@@ -308,6 +306,6 @@ def urgent_reason(now: datetime | None = None) -> str | None:
     fresh_after = now - timedelta(seconds=settings.WORKER_HEARTBEAT_STALE_SECONDS)
     alive = WorkerHeartbeat.objects.filter(stopped_at__isnull=True,
                                            last_seen_at__gte=fresh_after).exists()
-    if not alive and WebhookNotification.objects.filter(processing_status__in=WAITING).exists():
+    if not alive and WebhookNotification.objects.waiting().exists():
         return "no live worker while notifications wait"
     return slo.fast_burn_reason(now)

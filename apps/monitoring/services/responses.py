@@ -25,7 +25,7 @@ from django.utils import timezone
 from apps.calendars.models import Calendar
 from apps.monitoring.models import AutoFallback, HealthStatus
 from apps.webhooks.models import WebhookSubscription
-from apps.webhooks.services.subscriptions import run_maintenance
+from apps.webhooks.services.subscriptions.maintenance import run_maintenance
 from calendar_sync import health_schedule
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,7 @@ def failing_calendars() -> QuerySet[Calendar]:
     subs = WebhookSubscription.objects.filter(calendar=OuterRef("pk"))
     broken = subs.filter(Q(status__in=BROKEN_SUBSCRIPTION) | Q(status="active",
                                                                   expires_at__lte=now))
-    working = subs.filter(Q(status="active") & (Q(expires_at__isnull=True)
-                                                | Q(expires_at__gt=now)))
+    working = subs.live(now)
     return Calendar.objects.filter(Exists(broken), ~Exists(working), sync_enabled=True)
 
 

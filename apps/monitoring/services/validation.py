@@ -20,9 +20,9 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from apps.monitoring.alert_channels import CHANNEL_CLASSES, configured_names
-from apps.webhooks.health import probe_cache, probe_database
 from apps.webhooks.models import WorkerHeartbeat
-from apps.webhooks.services.ratelimit import untrusted_proxy_seen
+from apps.webhooks.probes import probe_cache, probe_database
+from apps.webhooks.services.receiving.ratelimit import untrusted_proxy_seen
 from calendar_sync import http
 
 # The OAuth client id the development settings and the sandbox use.

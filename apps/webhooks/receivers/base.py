@@ -29,9 +29,10 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import Counter, Histogram
 
-from apps.webhooks.models import WebhookSubscription
-from apps.webhooks.services import counters, flags, ingest, ratelimit, subscription_cache
-from apps.webhooks.services.subscription_cache import StaleSubscription
+from apps.webhooks.models import SubscriptionQuerySet, WebhookSubscription
+from apps.webhooks.services.receiving import counters, ingest, ratelimit
+from apps.webhooks.services.subscriptions import flags, subscription_cache
+from apps.webhooks.services.subscriptions.subscription_cache import StaleSubscription
 from calendar_sync import sli
 from calendar_sync.metrics import ACK_SECONDS, NOTIFICATIONS
 
@@ -223,7 +224,7 @@ class WebhookReceiver(View):
                     raise
                 problems.append(exc)
                 continue
-            if subscription.status not in ingest.ACCEPTING_STATUSES:
+            if subscription.status not in SubscriptionQuerySet.ACCEPTING:
                 tally.ignored += 1
             elif item.confirm_only:
                 to_confirm.append(subscription)

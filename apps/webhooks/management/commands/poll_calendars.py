@@ -14,7 +14,7 @@ from django.db import Error, connection
 
 from apps.calendars.services.polling import poll_due_calendars
 from apps.monitoring.management.scheduled_command import ScheduledCommand
-from apps.webhooks.services.polling_policy import push_coverage, silent_subscriptions
+from apps.webhooks.services.subscriptions.polling_policy import push_coverage, silent_subscriptions
 
 
 class Command(ScheduledCommand):

@@ -1,4 +1,4 @@
-"""`process_notifications [--once]`: the notification worker (see services/worker.py).
+"""`process_notifications [--once]`: the notification worker (see services/queue/worker.py).
 
 It also watches the scheduler (``scheduler_stale``) and exits 1 when it cannot make progress
 for WORKER_MAX_STALL_SECONDS, so that its supervisor restarts it.
@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from apps.monitoring.services.watchdog import watch_scheduler
-from apps.webhooks.services.worker import BatchReport, NotificationWorker, WorkerStalled
+from apps.webhooks.services.queue.worker import BatchReport, NotificationWorker, WorkerStalled
 
 
 class Command(BaseCommand):

@@ -11,7 +11,7 @@ from django.core.management.base import CommandError
 from django.db import Error
 
 from apps.monitoring.management.scheduled_command import ScheduledCommand
-from apps.webhooks.services.subscriptions import run_maintenance
+from apps.webhooks.services.subscriptions.maintenance import run_maintenance
 
 
 class Command(ScheduledCommand):

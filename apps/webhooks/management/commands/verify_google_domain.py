@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.webhooks.services.domain_check import verify_domain
+from apps.webhooks.services.subscriptions.domain_check import verify_domain
 
 
 class Command(BaseCommand):

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from apps.webhooks.services.flags import set_runtime_switch, switch_state
+from apps.webhooks.services.subscriptions.flags import set_runtime_switch, switch_state
 
 
 def _rollout_line() -> str:

@@ -19,14 +19,12 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.db import ProgrammingError, connection
 
-from apps.webhooks.models import WebhookNotification, WebhookSubscription
-from apps.webhooks.services.wakeup import NOTIFY_CHANNEL
+from apps.webhooks.models import SubscriptionQuerySet, WebhookNotification, WebhookSubscription
+from apps.webhooks.services.queue.wakeup import NOTIFY_CHANNEL
 
 if TYPE_CHECKING:
-    from apps.webhooks.services.ingest import NewNotification
+    from apps.webhooks.services.receiving.ingest import NewNotification
 
-# Notifications for subscriptions in these states are queued; any other state is ignored.
-ACCEPTING_STATUSES = frozenset({"pending", "active"})
 
 _fast_sql: dict[tuple[bool, bool], str] = {}
 _batch_sql: dict[bool, str] = {}
@@ -95,7 +93,7 @@ def _fast_store_sql(numbered: bool, notify: bool) -> str:
         columns = _row_columns()
         notifications = qn(WebhookNotification._meta.db_table)
         subscriptions = qn(WebhookSubscription._meta.db_table)
-        accepting = ", ".join(f"'{status}'" for status in sorted(ACCEPTING_STATUSES))
+        accepting = ", ".join(f"'{status}'" for status in sorted(SubscriptionQuerySet.ACCEPTING))
         advance = ("last_notification_at = CASE WHEN last_notification_at IS NULL OR "
                    "last_notification_at < %s THEN %s ELSE last_notification_at END")
         behind = "last_notification_at IS NULL OR last_notification_at < %s"
@@ -132,7 +130,7 @@ def _batch_store_sql(notify: bool) -> str:
         qn = connection.ops.quote_name
         notifications = qn(WebhookNotification._meta.db_table)
         subscriptions = qn(WebhookSubscription._meta.db_table)
-        accepting = ", ".join(f"'{status}'" for status in sorted(ACCEPTING_STATUSES))
+        accepting = ", ".join(f"'{status}'" for status in sorted(SubscriptionQuerySet.ACCEPTING))
         by_column = {f.column: f for f in WebhookNotification._meta.concrete_fields}
         columns = _row_columns()
         arrays = [(qn(column), by_column[column].db_type(connection))

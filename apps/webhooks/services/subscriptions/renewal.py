@@ -25,12 +25,14 @@ from apps.calendars.providers.errors import (
     ProviderError,
 )
 from apps.webhooks.models import WebhookSubscription
-from apps.webhooks.services.channels import (
+from apps.webhooks.services.subscriptions.flags import push_unwanted_reason
+from apps.webhooks.services.subscriptions.push_channels import (
     LOCK_WAIT_SECONDS,
     REPAIRABLE,
     CalendarBusy,
     Status,
     calendar_lock,
+    channel_failed,
     describe_error,
     establish,
     handle_auth_revoked,
@@ -42,7 +44,6 @@ from apps.webhooks.services.channels import (
     requested_expiry,
     stop_channel,
 )
-from apps.webhooks.services.flags import push_unwanted_reason
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +113,11 @@ def _replace_google(old: WebhookSubscription) -> WebhookSubscription:
     new = WebhookSubscription(calendar=old.calendar, provider="google")
     try:
         open_channel(new)
-    except AuthRevoked:
-        handle_auth_revoked(old.calendar.calendar_account)
-        old.refresh_from_db()
-        return old
     except ProviderError as exc:
+        if not isinstance(exc, AuthRevoked):  # a revoked grant stops both locally
+            mark_stopped(new, f"replacement failed: {describe_error(exc)}")
         # The old channel still works until it expires: it keeps the retry state.
-        mark_stopped(new, f"replacement failed: {describe_error(exc)}")
-        record_failure(old, exc)
+        channel_failed(old, exc)
         return old
     # Both channels are live now and both are accepted; only then is the old one stopped.
     old.replaced_by = new
@@ -135,12 +133,8 @@ def _renew_graph(sub: WebhookSubscription) -> WebhookSubscription:
     except NotFound:
         log.info("subscription %s is gone at the provider; creating a new one", sub.pk)
         return repair(sub, gone=True)
-    except AuthRevoked:
-        handle_auth_revoked(sub.calendar.calendar_account)
-        sub.refresh_from_db()
-        return sub
     except ProviderError as exc:
-        record_failure(sub, exc)
+        channel_failed(sub, exc)
         return sub
     sub.expires_at = expires_at
     sub.renew_at = renewal_time(sub.channel_id, expires_at, timezone.now())
@@ -190,8 +184,8 @@ def _reauthorize(sub: WebhookSubscription) -> bool:
     except NotFound:
         repair(sub, gone=True)
         return True
-    except AuthRevoked:
-        handle_auth_revoked(sub.calendar.calendar_account)
+    except AuthRevoked as exc:
+        handle_auth_revoked(sub.calendar.calendar_account, exc)
         return False
     except ClientError:
         # Reauthorization refused: a renewal (PATCH) also re-authorizes the subscription.

@@ -20,7 +20,6 @@ import hashlib
 import ipaddress
 import logging
 import math
-import threading
 import time
 from dataclasses import dataclass
 
@@ -29,7 +28,8 @@ from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 
-from apps.webhooks.services import counters
+from apps.webhooks.services.receiving import counters
+from apps.webhooks.services.ttl_cache import TTLCache
 from calendar_sync.metrics import RATE_LIMIT_FAIL_OPEN
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ FAIL_OPEN_COUNTER_KIND = "rate_limit_fail_open"
 UNTRUSTED_PROXY_KEY = "webhooks:untrusted_proxy"
 UNTRUSTED_NOTE_SECONDS = 60.0  # per process: one cache write a minute at most
 UNTRUSTED_PROXY_MEMORY_SECONDS = 7 * 24 * 3600
-_untrusted_noted_at = float("-inf")  # monotonic
+_untrusted_noted = TTLCache(max_entries=1)
 
 
 @dataclass(frozen=True)
@@ -52,30 +52,16 @@ class Decision:
 ALLOWED = Decision(limited=False)
 
 
-class _FailOpen:
-    """This process's record of the cache being unreachable."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.skip_until = 0.0  # monotonic
-        self.last_failure_at = 0.0  # wall clock, 0 = never
-        self.count = 0
-
-    def failed(self) -> None:
-        with self.lock:
-            self.skip_until = time.monotonic() + CACHE_RETRY_AFTER_SECONDS
-            self.last_failure_at = time.time()
-            self.count += 1
-
-    def skipping(self) -> bool:
-        return time.monotonic() < self.skip_until
-
-    def reset(self) -> None:
-        with self.lock:
-            self.skip_until, self.last_failure_at, self.count = 0.0, 0.0, 0
+# This process's record of the cache being unreachable: "skip" (not asked again for
+# CACHE_RETRY_AFTER_SECONDS), and when ("last_failure_at", wall clock) and how often ("count").
+_fail_open = TTLCache(max_entries=3)
 
 
-_state = _FailOpen()
+def _cache_failed() -> None:
+    with _fail_open.lock:
+        _fail_open.put("skip", True, CACHE_RETRY_AFTER_SECONDS)
+        _fail_open.put("last_failure_at", time.time(), math.inf)
+        _fail_open.put("count", _fail_open.get("count", 0) + 1, math.inf)
 
 
 def _spend(scope: str, identifier: str, window: int, n: int = 1) -> tuple[int, float]:
@@ -110,14 +96,14 @@ def hit(scope: str, identifier: str, provider: str) -> Decision:
     """Count one refused request for (scope, identifier); say whether it is over the limit."""
     if not settings.WEBHOOK_RATE_LIMIT_ENABLED:
         return ALLOWED
-    if _state.skipping():
+    if _fail_open.get("skip", False):
         _record_fail_open(provider)
         return ALLOWED
     now = time.time()
     try:
         count, window_end = _spend(scope, identifier, settings.WEBHOOK_RATE_LIMIT_WINDOW_SECONDS)
     except Exception:  # noqa: BLE001 - any cache failure means "cannot decide": allow
-        _state.failed()
+        _cache_failed()
         _record_fail_open(provider)
         logger.warning("rate limiter: cache unreachable, failing open")
         return ALLOWED
@@ -134,14 +120,10 @@ def _record_fail_open(provider: str) -> None:
 def fail_open_state() -> dict:
     """Whether this process is currently letting requests through unchecked, for health."""
     return {
-        "failing_open": _state.skipping(),
-        "last_failure_at": _state.last_failure_at or None,
-        "fail_open_count": _state.count,
+        "failing_open": bool(_fail_open.get("skip", False)),
+        "last_failure_at": _fail_open.get("last_failure_at"),
+        "fail_open_count": _fail_open.get("count", 0),
     }
-
-
-def reset_fail_open_state() -> None:
-    _state.reset()
 
 
 def client_ip(request: HttpRequest) -> str:
@@ -189,13 +171,11 @@ def note_forwarding_peer(request: HttpRequest) -> None:
     """Remember (in the cache, at most once a minute per process) a peer that forwards for
     others but is not a trusted proxy: behind it every client would share one rate-limit
     bucket. ``validate_deployment`` reports it."""
-    global _untrusted_noted_at
     if "HTTP_X_FORWARDED_FOR" not in request.META:
         return
     peer = request.META.get("REMOTE_ADDR", "") or ""
-    if is_trusted_proxy(peer) or time.monotonic() < _untrusted_noted_at + UNTRUSTED_NOTE_SECONDS:
+    if is_trusted_proxy(peer) or not _untrusted_noted.add("noted", True, UNTRUSTED_NOTE_SECONDS):
         return
-    _untrusted_noted_at = time.monotonic()
     try:
         cache.set(UNTRUSTED_PROXY_KEY, {"address": peer[:64], "at": time.time()},
                   timeout=UNTRUSTED_PROXY_MEMORY_SECONDS)
@@ -206,9 +186,3 @@ def note_forwarding_peer(request: HttpRequest) -> None:
 def untrusted_proxy_seen() -> dict | None:
     """The last forwarding peer that was not trusted (address, unix time), if any."""
     return cache.get(UNTRUSTED_PROXY_KEY)
-
-
-def forget_untrusted_proxy() -> None:
-    global _untrusted_noted_at
-    _untrusted_noted_at = float("-inf")
-    cache.delete(UNTRUSTED_PROXY_KEY)

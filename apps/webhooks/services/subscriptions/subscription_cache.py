@@ -16,16 +16,13 @@ and it is never trusted blindly:
 
 from __future__ import annotations
 
-import threading
-import time
-
 from django.conf import settings
 
 from apps.webhooks.models import WebhookSubscription
+from apps.webhooks.services.ttl_cache import TTLCache
 
 MAX_ENTRIES = 10_000
-_lock = threading.Lock()
-_entries: dict[tuple[str, str], tuple[float, WebhookSubscription]] = {}
+_entries = TTLCache(max_entries=MAX_ENTRIES)
 
 
 class StaleSubscription(Exception):
@@ -33,28 +30,14 @@ class StaleSubscription(Exception):
 
 
 def get(provider: str, channel_id: str) -> WebhookSubscription | None:
-    entry = _entries.get((provider, channel_id))
-    if entry is None or entry[0] < time.monotonic():
-        return None
-    return entry[1]
+    return _entries.get((provider, channel_id))
 
 
 def put(subscription: WebhookSubscription) -> None:
     ttl = settings.WEBHOOK_SUBSCRIPTION_CACHE_SECONDS
-    if ttl <= 0:
-        return
-    with _lock:
-        if len(_entries) >= MAX_ENTRIES:
-            _entries.clear()  # crude, but bounded, and entries are cheap to re-read
-        _entries[(subscription.provider, subscription.channel_id)] = (
-            time.monotonic() + ttl, subscription)
+    if ttl > 0:
+        _entries.put((subscription.provider, subscription.channel_id), subscription, ttl)
 
 
 def forget(provider: str, channel_id: str) -> None:
-    with _lock:
-        _entries.pop((provider, channel_id), None)
-
-
-def clear() -> None:
-    with _lock:
-        _entries.clear()
+    _entries.forget((provider, channel_id))

@@ -17,7 +17,9 @@ from django.utils import timezone
 
 from apps.calendars.models import Calendar
 from apps.webhooks.models import WebhookSubscription
-from apps.webhooks.services.channels import (
+from apps.webhooks.services.subscriptions.flags import push_unwanted_reason, webhooks_enabled
+from apps.webhooks.services.subscriptions.orphans import stop_orphans
+from apps.webhooks.services.subscriptions.push_channels import (
     OPEN,
     REPAIRABLE,
     Status,
@@ -27,9 +29,11 @@ from apps.webhooks.services.channels import (
     retry_due,
     stop_channel,
 )
-from apps.webhooks.services.flags import push_unwanted_reason, webhooks_enabled
-from apps.webhooks.services.orphans import stop_orphans
-from apps.webhooks.services.renewal import create_subscription, renew_subscription, repair
+from apps.webhooks.services.subscriptions.renewal import (
+    create_subscription,
+    renew_subscription,
+    repair,
+)
 
 log = logging.getLogger(__name__)
 

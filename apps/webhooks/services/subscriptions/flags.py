@@ -13,8 +13,6 @@ restart.
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -23,14 +21,15 @@ from django.conf import settings
 from django.db import Error
 
 from apps.webhooks.models import RuntimeSetting
+from apps.webhooks.services.ttl_cache import TTLCache
 from calendar_sync.db import drop_connection
 
 if TYPE_CHECKING:
     from apps.calendars.models import Calendar
 
 KILL_SWITCH_KEY = "webhooks_enabled"
-_cache_lock = threading.Lock()
-_cached: tuple[float, bool | None] = (0.0, None)
+_override = TTLCache(max_entries=1)
+_MISSING = object()
 
 
 def bucket(kind: str, identifier: object) -> int:
@@ -41,23 +40,18 @@ def bucket(kind: str, identifier: object) -> int:
 
 def runtime_override() -> bool | None:
     """The stored on/off override, or None when operators have not set one."""
-    global _cached
-    ttl = settings.WEBHOOK_RUNTIME_FLAG_CACHE_SECONDS
-    now = time.monotonic()
-    with _cache_lock:
-        fetched_at, value = _cached
-        if ttl > 0 and now - fetched_at < ttl:
-            return value
+    cached = _override.get(KILL_SWITCH_KEY, _MISSING)
+    if cached is not _MISSING:
+        return cached
     try:
         row = RuntimeSetting.objects.filter(key=KILL_SWITCH_KEY).values_list("value", flat=True)
         stored = row.first()
     except Error:  # InterfaceError too; the next query reconnects
         drop_connection()
         # Keep the last known value rather than flapping while the database is away.
-        return _cached[1]
+        return _override.last(KILL_SWITCH_KEY)
     value = _parse_switch(stored)
-    with _cache_lock:
-        _cached = (now, value)
+    _override.put(KILL_SWITCH_KEY, value, settings.WEBHOOK_RUNTIME_FLAG_CACHE_SECONDS)
     return value
 
 
@@ -83,18 +77,12 @@ def set_runtime_switch(enabled: bool, by: str = "") -> None:
     RuntimeSetting.objects.update_or_create(
         key=KILL_SWITCH_KEY, defaults={"value": {"enabled": enabled}, "updated_by": by}
     )
-    forget_cached_switch()
+    _override.forget(KILL_SWITCH_KEY)
 
 
 def clear_runtime_switch() -> None:
     RuntimeSetting.objects.filter(key=KILL_SWITCH_KEY).delete()
-    forget_cached_switch()
-
-
-def forget_cached_switch() -> None:
-    global _cached
-    with _cache_lock:
-        _cached = (0.0, None)
+    _override.forget(KILL_SWITCH_KEY)
 
 
 def _early_adopter(email: str) -> bool:

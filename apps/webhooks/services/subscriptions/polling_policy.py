@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from apps.calendars.models import Calendar, CalendarAccount
 from apps.webhooks.models import WebhookSubscription
-from apps.webhooks.services import flags
+from apps.webhooks.services.subscriptions import flags
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +42,12 @@ class PushCoverage:
         )
 
 
-def healthy_subscription_filter(now: datetime) -> Q:
-    return Q(status=WebhookSubscription.Status.ACTIVE) & (
-        Q(expires_at__isnull=True) | Q(expires_at__gt=now)
-    )
-
-
 def push_coverage(now: datetime | None = None) -> PushCoverage:
     now = now or timezone.now()
     if not flags.webhooks_enabled():
         return PushCoverage(webhooks_on=False)
     ids = set(
-        WebhookSubscription.objects.filter(healthy_subscription_filter(now))
-        .values_list("calendar_id", flat=True)
+        WebhookSubscription.objects.live(now).values_list("calendar_id", flat=True)
     )
     return PushCoverage(webhooks_on=True, healthy_calendar_ids=ids)
 
@@ -73,8 +66,7 @@ def silent_subscriptions(now: datetime | None = None) -> list[WebhookSubscriptio
         | Q(last_notification_at__isnull=True, created_at__lt=cutoff)
     )
     subs = list(
-        WebhookSubscription.objects.filter(healthy_subscription_filter(now))
-        .filter(quiet, calendar__sync_enabled=True)
+        WebhookSubscription.objects.live(now).filter(quiet, calendar__sync_enabled=True)
         .only("id", "calendar_id", "provider", "last_notification_at")
     )
     for sub in subs:

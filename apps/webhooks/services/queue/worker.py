@@ -44,9 +44,10 @@ from django.utils import timezone
 
 from apps.calendars.services.sync_engine import Outcome, SyncResult, sync_calendar_id
 from apps.webhooks.models import WebhookNotification, WorkerHeartbeat
-from apps.webhooks.services import coalescing
-from apps.webhooks.services import notification_rows as claims
-from apps.webhooks.services.wakeup import Wakeup
+from apps.webhooks.services.queue import coalescing
+from apps.webhooks.services.queue import notification_rows as claims
+from apps.webhooks.services.queue.wakeup import Wakeup
+from apps.webhooks.services.subscriptions import renewal
 from calendar_sync import metrics
 from calendar_sync.db import drop_connection
 
@@ -110,7 +111,7 @@ class NotificationWorker:
 
     def claim_batch(self) -> list[WebhookNotification]:
         now = timezone.now()
-        ready, _ = coalescing.plan(claims.due(now), now)
+        ready, _ = coalescing.plan(WebhookNotification.objects.due(now), now)
         if not ready:
             return []
         limit = self.batch_size or settings.WORKER_BATCH_SIZE
@@ -120,7 +121,7 @@ class NotificationWorker:
         """How soon a pending row becomes claimable (None: nothing within ``limit``). Lets
         the loop sleep exactly until a held-back burst or a retried row is due."""
         now = timezone.now()
-        _, held = coalescing.plan(claims.due(now), now)
+        _, held = coalescing.plan(WebhookNotification.objects.due(now), now)
         retry = WebhookNotification.objects.filter(
             processing_status=Status.PENDING, next_attempt_at__gt=now,
             next_attempt_at__lte=now + _seconds(limit),
@@ -194,12 +195,10 @@ class NotificationWorker:
     def _lifecycle(self, calendar_id: int, row: WebhookNotification,
                    started: float) -> tuple[bool, CalendarOutcome | None]:
         """Reauthorize / recreate through the subscription manager; True: catch-up sync."""
-        from apps.webhooks.services.subscriptions import handle_lifecycle
-
         if row.lifecycle_handled_at is not None:
             return True, None
         try:
-            needs_sync = bool(handle_lifecycle(row.subscription, row.resource_state))
+            needs_sync = bool(renewal.handle_lifecycle(row.subscription, row.resource_state))
         except Exception as exc:  # noqa: BLE001 - recorded on the row, retried with backoff
             log.warning("lifecycle %s of subscription %s failed: %s", row.resource_state,
                         row.subscription_id, exc)

@@ -1,9 +1,9 @@
 """The subscription manager: every calendar on push always has a live channel, and nothing
 else is left running.
 
-This module is the public face; the work is done in
-- ``channels``: opening and stopping one channel, failures and backoff, revoked accounts,
-  the per-calendar lock;
+These are the calls made from outside the subscription flow; the work is done in
+- ``push_channels``: opening and stopping one channel, failures and backoff, revoked
+  accounts, the per-calendar lock;
 - ``renewal``: creation, renewal (Google replacement with overlap, Graph PATCH), repair,
   Graph lifecycle events;
 - ``orphans``: stopping channels the receivers reported as unknown;
@@ -14,41 +14,15 @@ from __future__ import annotations
 
 from apps.calendars.models import Calendar
 from apps.webhooks.models import WebhookSubscription
-from apps.webhooks.services.channels import (
+from apps.webhooks.services.subscriptions.flags import push_wanted
+from apps.webhooks.services.subscriptions.maintenance import MaintenanceSummary, reconcile_calendar
+from apps.webhooks.services.subscriptions.push_channels import (
     LOCK_WAIT_SECONDS,
     CalendarBusy,
     Status,
     calendar_lock,
-    handle_auth_revoked,
     stop_channel,
 )
-from apps.webhooks.services.flags import push_wanted
-from apps.webhooks.services.maintenance import (
-    MaintenanceSummary,
-    reconcile_calendar,
-    run_maintenance,
-)
-from apps.webhooks.services.orphans import OrphanSummary, stop_orphans
-from apps.webhooks.services.renewal import (
-    create_subscription,
-    handle_lifecycle,
-    renew_subscription,
-)
-
-__all__ = [
-    "CalendarBusy",
-    "MaintenanceSummary",
-    "OrphanSummary",
-    "create_subscription",
-    "current_subscription",
-    "ensure_subscription",
-    "handle_auth_revoked",
-    "handle_lifecycle",
-    "renew_subscription",
-    "run_maintenance",
-    "stop_orphans",
-    "stop_subscription",
-]
 
 
 def current_subscription(calendar: Calendar) -> WebhookSubscription | None:

@@ -26,17 +26,16 @@ from apps.calendars.models import Calendar, CalendarAccount
 from apps.calendars.providers import get_client
 from apps.calendars.providers.errors import AuthRevoked, NotFound, ProviderError
 from apps.calendars.services.accounts import mark_reauth_required
-from apps.webhooks.models import WebhookSubscription
+from apps.webhooks.models import SubscriptionQuerySet, WebhookSubscription
 from calendar_sync.locks import advisory_lock
 
 log = logging.getLogger(__name__)
 
 Status = WebhookSubscription.Status
-# A row the provider may still be delivering for.
-LIVE = (Status.PENDING, Status.ACTIVE)
 # A row that holds a calendar's retry state (failure count, backoff) until it is repaired.
 REPAIRABLE = (Status.FAILED, Status.EXPIRED, Status.SUSPENDED)
-OPEN = LIVE + REPAIRABLE
+# Accepting (the provider may still be delivering for it) or repairable.
+OPEN = (*SubscriptionQuerySet.ACCEPTING, *REPAIRABLE)
 
 # The advisory lock namespace of channel work, apart from the sync engine's.
 LOCK_NAMESPACE = 0x5C5B
@@ -145,8 +144,8 @@ def record_failure(sub: WebhookSubscription, exc: BaseException, secret: str = "
              sub.next_retry_at)
 
 
-def handle_auth_revoked(account: CalendarAccount) -> None:
-    """The refresh token is dead (invalid_grant): the user must reconnect.
+def handle_auth_revoked(account: CalendarAccount, error: AuthRevoked) -> None:
+    """The grant is dead (invalid_grant, or a fresh token refused): the user must reconnect.
 
     No provider call can succeed, so the account's channels are stopped locally (they lapse at
     the provider) and its calendars carry the reason in ``last_sync_error``. Nothing polls them
@@ -155,9 +154,9 @@ def handle_auth_revoked(account: CalendarAccount) -> None:
     alerts on.
     """
     now = timezone.now()
-    reason = "authorization revoked (invalid_grant): the account must be reconnected"
-    # The client has usually marked it already (keep its reason); a disabled one stays so.
-    mark_reauth_required(account, reason, only_if_active=True)
+    reason = "authorization revoked: the account must be reconnected"
+    # An account already marked keeps its first reason; a disabled one stays so.
+    mark_reauth_required(account, f"{error.kind}: {error}", only_if_active=True)
     account.refresh_from_db(fields=["status", "last_error"])
     stopped = WebhookSubscription.objects.filter(
         calendar__calendar_account=account, status__in=OPEN
@@ -218,16 +217,22 @@ def open_channel(sub: WebhookSubscription) -> None:
              sub.expires_at)
 
 
+def channel_failed(sub: WebhookSubscription, exc: ProviderError) -> None:
+    """A provider call for this channel failed: a revoked grant stops the whole account (the
+    row is re-read), anything else is one more failure on the row."""
+    if isinstance(exc, AuthRevoked):
+        handle_auth_revoked(sub.calendar.calendar_account, exc)
+        sub.refresh_from_db()
+    else:
+        record_failure(sub, exc)
+
+
 def establish(sub: WebhookSubscription) -> bool:
     """``open_channel`` with its failure recorded on the row. True when active."""
     try:
         open_channel(sub)
-    except AuthRevoked:
-        handle_auth_revoked(sub.calendar.calendar_account)
-        sub.refresh_from_db()
-        return False
     except ProviderError as exc:
-        record_failure(sub, exc)
+        channel_failed(sub, exc)
         return False
     return True
 
@@ -260,8 +265,8 @@ def stop_channel(sub: WebhookSubscription, reason: str) -> bool:
             get_client(account).stop(sub.channel_id, sub.resource_id)
         except NotFound:
             pass  # already gone at the provider
-        except AuthRevoked:
-            handle_auth_revoked(account)
+        except AuthRevoked as exc:
+            handle_auth_revoked(account, exc)
             sub.refresh_from_db()
             return True
         except ProviderError as exc:

@@ -10,20 +10,17 @@ a database that is away.
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-
-from django.db import DatabaseError, InterfaceError, connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from apps.webhooks.models import OrphanChannel, WebhookCounter
-
-logger = logging.getLogger(__name__)
+from apps.webhooks.services.ttl_cache import TTLCache
+from calendar_sync.sli import execute_best_effort
 
 BEST_EFFORT_PAUSE_SECONDS = 5.0
-_paused_until = 0.0
-_pause_lock = threading.Lock()
+# Set for BEST_EFFORT_PAUSE_SECONDS after a write failed: a database that is down is not
+# asked again on every request.
+_pause = TTLCache(max_entries=1)
 
 
 def count_event(provider: str, kind: str, n: int = 1) -> None:
@@ -68,26 +65,9 @@ def record_orphan(provider: str, channel_id: str, resource_id: str = "",
 
 
 def _best_effort(sql: str, params: list, what: str) -> None:
-    global _paused_until
-    try:
-        if connection.in_atomic_block:
-            with transaction.atomic(), connection.cursor() as cursor:  # a savepoint
-                cursor.execute(sql, params)
-        else:
-            with connection.cursor() as cursor:  # autocommit: one statement, one round trip
-                cursor.execute(sql, params)
-    except (DatabaseError, InterfaceError) as exc:
-        with _pause_lock:
-            _paused_until = time.monotonic() + BEST_EFFORT_PAUSE_SECONDS
-        logger.warning("webhook %s not recorded: %s", what, type(exc).__name__)
+    if not execute_best_effort(sql, params, f"webhook {what}"):
+        _pause.put("paused", True, BEST_EFFORT_PAUSE_SECONDS)
 
 
 def _best_effort_paused() -> bool:
-    return time.monotonic() < _paused_until
-
-
-def resume_best_effort_writes() -> None:
-    """Forget a recent database failure (tests, and after the database is back)."""
-    global _paused_until
-    with _pause_lock:
-        _paused_until = 0.0
+    return bool(_pause.get("paused", False))

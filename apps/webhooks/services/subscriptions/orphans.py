@@ -37,8 +37,8 @@ from apps.calendars.providers.errors import (
     Transient,
 )
 from apps.webhooks.models import OrphanChannel, WebhookNotification, WebhookSubscription
-from apps.webhooks.services.channels import LIVE, handle_auth_revoked
-from apps.webhooks.services.ratelimit import within_budget
+from apps.webhooks.services.receiving.ratelimit import within_budget
+from apps.webhooks.services.subscriptions.push_channels import handle_auth_revoked
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +123,8 @@ def _within_budget(account: CalendarAccount) -> bool:
 
 def stop_orphan(orphan: OrphanChannel) -> str:
     """Try to stop one orphan. Returns 'stopped', 'abandoned', 'retry' or 'known'."""
-    if WebhookSubscription.objects.filter(provider=orphan.provider, channel_id=orphan.channel_id,
-                                          status__in=LIVE).exists():
+    if WebhookSubscription.objects.accepting().filter(
+            provider=orphan.provider, channel_id=orphan.channel_id).exists():
         orphan.delete()  # it notified before its creation had been recorded: not an orphan
         return "known"
     resource_id = _resource_id(orphan)
@@ -137,8 +137,8 @@ def stop_orphan(orphan: OrphanChannel) -> str:
             get_client(account).stop(orphan.channel_id, resource_id)
         except NotFound:
             continue
-        except AuthRevoked:
-            handle_auth_revoked(account)
+        except AuthRevoked as exc:
+            handle_auth_revoked(account, exc)
             continue
         except (RateLimited, Transient) as exc:
             log.info("orphan %s: provider unavailable (%s), retrying next run", orphan.pk,
@@ -185,7 +185,7 @@ def _abandon_unrepeated() -> int:
 def _forget_known() -> int:
     """Orphans whose channel is live after all (it notified before its creation had been
     recorded): not orphans, whatever their sightings. No provider call."""
-    live = WebhookSubscription.objects.filter(provider=OuterRef("provider"),
-                                              channel_id=OuterRef("channel_id"), status__in=LIVE)
+    live = WebhookSubscription.objects.accepting().filter(provider=OuterRef("provider"),
+                                                          channel_id=OuterRef("channel_id"))
     deleted, _ = OrphanChannel.objects.open().filter(Exists(live)).delete()
     return deleted

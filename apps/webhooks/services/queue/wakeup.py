@@ -6,6 +6,7 @@ import logging
 import os
 import select
 
+import psycopg2
 from django.db import connection
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,6 @@ class Wakeup:
         """Start listening (idempotent); rows stored from now on wake ``wait``."""
         if self._pg is not None or connection.vendor != "postgresql":
             return
-        import psycopg2
-
         try:
             self._pg = psycopg2.connect(**connection.get_connection_params())
             self._pg.autocommit = True

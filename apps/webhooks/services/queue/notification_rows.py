@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from apps.calendars.services.sync_engine import backoff_delay
@@ -27,18 +27,12 @@ log = logging.getLogger(__name__)
 Status = WebhookNotification.Status
 
 
-def due(now: datetime) -> QuerySet:
-    """Pending rows whose (retry) time has come."""
-    return WebhookNotification.objects.filter(processing_status=Status.PENDING).filter(
-        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-
-
 def claim(worker_id: str, calendar_ids: list[int], limit: int,
           now: datetime) -> list[WebhookNotification]:
     """Mark up to ``limit`` due rows of these calendars ``processing`` for this worker (one
     short transaction) and return them, oldest first."""
-    rows = due(now).filter(subscription__calendar_id__in=calendar_ids).order_by("received_at",
-                                                                               "id")
+    rows = (WebhookNotification.objects.due(now)
+            .filter(subscription__calendar_id__in=calendar_ids).order_by("received_at", "id"))
     # SQLite has no row locks (and one worker): the same code without them. `of=self`
     # locks only the notification rows, not the joined subscription rows.
     if connection.features.has_select_for_update_skip_locked:

@@ -15,8 +15,6 @@ What is not stored is counted by ``counters``.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -27,21 +25,18 @@ from django.db.models import BigIntegerField, Case, F, Q, Value, When
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from apps.webhooks.models import WebhookNotification, WebhookSubscription
-from apps.webhooks.services import subscription_cache
-from apps.webhooks.services.store_statement import (
-    ACCEPTING_STATUSES,
-    NOTIFY_CHANNEL,
+from apps.webhooks.models import SubscriptionQuerySet, WebhookNotification, WebhookSubscription
+from apps.webhooks.services.queue.wakeup import NOTIFY_CHANNEL
+from apps.webhooks.services.receiving.store_statement import (
     SWITCHED_OFF_ERROR,
     batch_params,
     execute_store,
     execute_store_batch,
     row_params,
 )
-from apps.webhooks.services.subscription_cache import StaleSubscription
-
-__all__ = ["ACCEPTING_STATUSES", "NOTIFY_CHANNEL", "NewNotification", "confirm", "store",
-           "subscriptions_for"]
+from apps.webhooks.services.subscriptions import subscription_cache
+from apps.webhooks.services.subscriptions.subscription_cache import StaleSubscription
+from apps.webhooks.services.ttl_cache import TTLCache
 
 NOTIFY_MIN_INTERVAL_SECONDS = 0.05
 # last_notification_at ("when did we last hear from this channel", read by the silent-channel
@@ -50,8 +45,7 @@ NOTIFY_MIN_INTERVAL_SECONDS = 0.05
 # indexed), i.e. a new entry in every one of the table's indexes; this way most updates touch
 # last_message_number only, or nothing.
 LAST_HEARD_RESOLUTION_SECONDS = 60
-_last_notify = 0.0
-_notify_lock = threading.Lock()
+_notify_gate = TTLCache(max_entries=1)
 
 
 @dataclass
@@ -106,7 +100,7 @@ def subscriptions_for(provider: str, channel_ids: Iterable[str], *,
         for row in rows:
             subscription = WebhookSubscription.from_db(connection.alias, names, row)
             found[subscription.channel_id] = subscription
-            if use_cache and subscription.status in ACCEPTING_STATUSES:
+            if use_cache and subscription.status in SubscriptionQuerySet.ACCEPTING:
                 subscription_cache.put(subscription)
     return found
 
@@ -285,20 +279,7 @@ def _notify_due() -> bool:
     WORKER_IDLE_POLL_SECONDS anyway, which bounds the delay of a notification whose wake-up
     was skipped.
     """
-    global _last_notify
-    now = time.monotonic()
-    with _notify_lock:
-        if now - _last_notify < NOTIFY_MIN_INTERVAL_SECONDS:
-            return False
-        _last_notify = now
-        return True
-
-
-def reset_notify_throttle() -> None:
-    """Let the next store NOTIFY at once (tests)."""
-    global _last_notify
-    with _notify_lock:
-        _last_notify = 0.0
+    return _notify_gate.add("notify", True, NOTIFY_MIN_INTERVAL_SECONDS)
 
 
 def confirm(subscription: WebhookSubscription) -> None:
@@ -308,10 +289,9 @@ def confirm(subscription: WebhookSubscription) -> None:
     concurrently (it may still be waiting for the watch response). Like storing, it applies
     only if the row still matches what the receiver authenticated against."""
     now = timezone.now()
-    updated = WebhookSubscription.objects.filter(
+    updated = WebhookSubscription.objects.accepting().filter(
         pk=subscription.pk, channel_id=subscription.channel_id,
         token_digest=subscription.token_digest, resource_id=subscription.resource_id,
-        status__in=ACCEPTING_STATUSES,
     ).update(
         confirmed_at=Coalesce(F("confirmed_at"), Value(now)),
         status=Case(
