@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from bench.sync import free_port
+from bench.support import free_port
 
 BIN = Path(shutil.which("pg_ctl") or "/usr/local/bin/pg_ctl").parent
 # The server refuses to run as root; the image's postgres account runs it.

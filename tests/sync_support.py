@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 
-from bench.sync import free_port, wait_http  # noqa: F401 - re-exported for the e2e tests
+from bench.support import free_port, wait_http  # noqa: F401 - re-exported for the e2e tests
 
 _counter = itertools.count(1)
 

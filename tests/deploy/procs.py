@@ -22,7 +22,7 @@ from urllib.parse import quote
 from django.conf import settings
 from django.db import connection
 
-from bench.sync import free_port  # the one helper; re-exported for the deploy tests
+from bench.support import free_port  # the one helper; re-exported for the deploy tests
 
 ROOT = Path(__file__).resolve().parents[2]
 NGINX = "/usr/sbin/nginx"

@@ -12,7 +12,7 @@ from apps.monitoring.channels.email import EmailChannel
 from apps.monitoring.channels.pagerduty import PagerDutyChannel
 from apps.monitoring.channels.slack import SlackChannel
 from apps.monitoring.channels.webhook import WebhookChannel
-from bench.sync import free_port  # nothing listens there: a refused connection
+from bench.support import free_port  # nothing listens there: a refused connection
 from tests.monitoring.conftest import fault, sinks
 
 OPENED = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)

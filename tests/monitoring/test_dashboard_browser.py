@@ -28,6 +28,7 @@ from tests.monitoring.conftest import (
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
+    pytest.mark.browser,
     pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed"),
     pytest.mark.urls("tests.monitoring.browser_urls"),
     pytest.mark.django_db(transaction=True),

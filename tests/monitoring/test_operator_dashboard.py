@@ -82,6 +82,7 @@ def test_the_page_lists_what_is_broken_with_admin_links(staff_client, settings):
     assert "Alerts not delivered." in control
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 @pytest.mark.urls("tests.monitoring.browser_urls")
 @pytest.mark.django_db(transaction=True)

@@ -81,7 +81,7 @@ def _restart_under_the_worker(server, sandbox, user, tmp_path) -> None:
 
 
 def test_a_worker_that_cannot_reach_the_database_exits_for_its_supervisor(sandbox):
-    from bench.sync import free_port
+    from bench.support import free_port
 
     nowhere = f"postgres://postgres@127.0.0.1:{free_port()}/calendar_sync"
     env = process_env(sandbox.url, DATABASE_URL=nowhere, WORKER_MAX_STALL_SECONDS="10",
