@@ -13,13 +13,8 @@ import pytest
 from django.utils import timezone
 
 from apps.monitoring.services.health_monitor import get_system_health
-from tests.monitoring.conftest import (
-    beat,
-    database_unreachable,
-    make_calendar,
-    make_notifications,
-    make_subscriptions,
-)
+from tests.support.factories import beat, make_calendar, make_notifications, make_subscriptions
+from tests.support.outages import database_unreachable
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db

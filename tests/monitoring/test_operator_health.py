@@ -14,7 +14,7 @@ from apps.monitoring.services.dashboard import performance_trends
 from apps.monitoring.services.health_monitor import get_system_health
 from apps.webhooks.models import WebhookSubscription
 from apps.webhooks.services.flags import set_runtime_switch
-from tests.monitoring.conftest import make_calendar, make_subscriptions
+from tests.support.factories import make_calendar, make_subscriptions
 
 pytestmark = pytest.mark.django_db
 

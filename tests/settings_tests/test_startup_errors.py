@@ -19,7 +19,7 @@ def run(*args: str, module: str = "settings.development", program: tuple = ("man
         **extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("WEBHOOK_", "LOG_", "GUNICORN_", "SECRET_KEY"))}
-    # VAR_DIR passes through: the session's temporary one (tests/conftest.py); LOG_DIR with it.
+    # VAR_DIR passes through (the session's temporary one); LOG_DIR with it.
     env.update({"DJANGO_SETTINGS_MODULE": module, "LOG_DIR": os.environ["LOG_DIR"], **extra})
     return subprocess.run([sys.executable, *program, *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)

@@ -7,14 +7,6 @@ from __future__ import annotations
 import pytest
 import requests
 import time_machine
-from subscription_support import (
-    call_count,
-    connect_account,
-    follow_clock,
-    polling_pass,
-    remote_channels,
-    set_faults,
-)
 
 from apps.calendars.models import Calendar, CalendarAccount
 from apps.webhooks.models import WebhookSubscription
@@ -23,6 +15,9 @@ from apps.webhooks.services.subscriptions import (
     handle_auth_revoked,
     run_maintenance,
 )
+from tests.support.factories import connect_account
+from tests.support.sandbox import call_count, follow_clock, remote_channels, set_faults
+from tests.support.subscriptions import polling_pass
 
 pytestmark = pytest.mark.django_db
 

@@ -6,13 +6,6 @@ from __future__ import annotations
 import pytest
 import requests
 import time_machine
-from subscription_support import (
-    connect_account,
-    follow_clock,
-    fresh_access_token,
-    remote_channels,
-    set_faults,
-)
 
 from apps.calendars.providers.google import GoogleClient
 from apps.webhooks.models import WebhookNotification, WebhookSubscription
@@ -21,6 +14,8 @@ from apps.webhooks.services.subscriptions import (
     renew_subscription,
     run_maintenance,
 )
+from tests.support.factories import connect_account
+from tests.support.sandbox import follow_clock, fresh_access_token, remote_channels, set_faults
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

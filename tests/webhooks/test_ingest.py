@@ -11,11 +11,11 @@ import time_machine
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from webhook_cases import make_subscription
 
 from apps.webhooks.models import WebhookNotification, WebhookSubscription
 from apps.webhooks.services import ingest
 from apps.webhooks.services.subscription_cache import StaleSubscription
+from tests.support.factories import make_subscription
 
 pytestmark = pytest.mark.usefixtures("fresh_receiver_state")
 

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
-from subscription_support import connect_account, push_address_nowhere, remote_channels
 
 from apps.webhooks.models import WebhookSubscription
 from apps.webhooks.services import flags
 from apps.webhooks.services.subscriptions import create_subscription, run_maintenance
+from tests.support.factories import connect_account
+from tests.support.sandbox import push_address_nowhere, remote_channels
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.django_db(transaction=True)]

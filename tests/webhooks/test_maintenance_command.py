@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.db import connection
-from subscription_support import call_count, connect_account, push_address_nowhere, set_faults
 
 from apps.webhooks.models import WebhookSubscription
 from apps.webhooks.services.maintenance import KINDS
+from tests.support.factories import connect_account
+from tests.support.sandbox import call_count, push_address_nowhere, set_faults
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db

@@ -18,11 +18,11 @@ from pathlib import Path
 import psycopg2
 import pytest
 from django.db import close_old_connections, connection
-from test_google_receiver import RESOURCE_ID, google_headers, post
-from webhook_cases import make_microsoft_calendar, make_subscription
+from webhook_cases import RESOURCE_ID, google_headers, post
 
 from apps.webhooks.models import WebhookNotification
 from apps.webhooks.services import ingest
+from tests.support.factories import make_microsoft_calendar, make_subscription
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,9 +9,10 @@ import pytest
 from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from webhook_cases import make_microsoft_calendar, make_subscription, reset_receiver_state
+from webhook_cases import reset_receiver_state
 
 from apps.webhooks.models import WebhookNotification
+from tests.support.factories import make_microsoft_calendar, make_subscription
 
 pytestmark = pytest.mark.django_db
 

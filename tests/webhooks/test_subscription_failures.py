@@ -8,20 +8,15 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from subscription_support import (
-    call_count,
-    connect_account,
-    maintenance_at,
-    polling_pass,
-    remote_channels,
-    set_faults,
-)
 
 from apps.calendars.models import Calendar
 from apps.calendars.providers.errors import Transient
 from apps.calendars.providers.google import GoogleClient
 from apps.webhooks.models import WebhookSubscription
 from apps.webhooks.services.subscriptions import create_subscription, run_maintenance
+from tests.support.factories import connect_account
+from tests.support.sandbox import call_count, remote_channels, set_faults
+from tests.support.subscriptions import maintenance_at, polling_pass
 
 pytestmark = pytest.mark.django_db
 

@@ -9,11 +9,6 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.utils import timezone
-from subscription_support import (
-    call_count,
-    connect_account,
-    remote_channels,
-)
 
 from apps.calendars.models import CalendarAccount
 from apps.webhooks.models import WebhookSubscription
@@ -24,6 +19,8 @@ from apps.webhooks.services.subscriptions import (
     run_maintenance,
     stop_subscription,
 )
+from tests.support.factories import connect_account
+from tests.support.sandbox import call_count, remote_channels
 
 pytestmark = pytest.mark.django_db
 

@@ -1,8 +1,9 @@
-"""A PostgreSQL server of a test's own, to stop and restart without touching the shared one.
+"""Database outages: every query refused on this connection (``database_unreachable``), or a
+PostgreSQL server of a test's own, to stop and restart without touching the shared one.
 
 ``private_database`` copies the test database (schema and rows) into a fresh server on a free
 port and points this process's connection at it, so fixtures, the ORM and child processes
-(``process_env`` / ``child_env`` read the connection's settings) all use it.
+(``child_env`` reads the connection's settings) all use it.
 """
 
 from __future__ import annotations
@@ -17,13 +18,28 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 
 from bench.support import free_port
 
 BIN = Path(shutil.which("pg_ctl") or "/usr/local/bin/pg_ctl").parent
 # The server refuses to run as root; the image's postgres account runs it.
 USER = "postgres" if os.geteuid() == 0 else None
+
+
+@contextmanager
+def database_unreachable() -> Iterator[None]:
+    """Every query on this connection fails as if the server were gone.
+
+    Savepoint statements still pass so that the test's own transaction stays usable.
+    """
+    def refuse(execute, sql, params, many, context):
+        if sql.lstrip().upper().startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO")):
+            return execute(sql, params, many, context)
+        raise OperationalError("could not connect to server: Connection refused")
+
+    with connection.execute_wrapper(refuse):
+        yield
 
 
 class PrivatePostgres:
