@@ -24,7 +24,7 @@ from apps.webhooks.models import WebhookNotification, WebhookSubscription
 from bench.support import free_port, wait_http
 from tests.support.factories import connect_account
 from tests.support.outages import private_database
-from tests.support.processes import child_env
+from tests.support.processes import ROOT, child_env
 from tests.support.sandbox import (
     Writer,
     out_of_step,
@@ -33,7 +33,6 @@ from tests.support.sandbox import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 CRONTAB = "".join(f"* * * * * python manage.py {job} >> $LOG_DIR/cron.log 2>&1\n" for job in (
     "webhook_health_check --send-alerts", "poll_calendars --once", "subscription_maintenance"))
 JOBS = ("health_report", "poll_calendars", "subscription_maintenance")

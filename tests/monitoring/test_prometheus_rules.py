@@ -6,13 +6,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from calendar_sync import sli
+from tests.support.processes import ROOT
 
-RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
+RULES = ROOT / "deploy" / "prometheus"
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess:

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from bench.support import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.processes import run_settings
 
 
 def run(*args: str, module: str = "settings.development", program: tuple = ("manage.py",),
         **extra: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("WEBHOOK_", "LOG_", "GUNICORN_", "SECRET_KEY"))}
-    # VAR_DIR passes through (the session's temporary one); LOG_DIR with it.
-    env.update({"DJANGO_SETTINGS_MODULE": module, "LOG_DIR": os.environ["LOG_DIR"], **extra})
-    return subprocess.run([sys.executable, *program, *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return run_settings(module, *program, *args, **extra)
 
 
 @pytest.mark.parametrize("variable, value, named", [

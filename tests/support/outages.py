@@ -8,9 +8,11 @@ port and points this process's connection at it, so fixtures, the ORM and child 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,10 +23,25 @@ import pytest
 from django.db import OperationalError, connection
 
 from bench.support import free_port
+from tests.support.processes import ROOT
 
 BIN = Path(shutil.which("pg_ctl") or "/usr/local/bin/pg_ctl").parent
 # The server refuses to run as root; the image's postgres account runs it.
 USER = "postgres" if os.geteuid() == 0 else None
+
+
+GONE = "127.0.0.1:1"  # no database server listens there
+
+
+def printed_without_database(code: str) -> tuple[object, str]:
+    """Run ``code`` (Django set up) in a child process whose database server is gone: the last
+    line it prints, read as JSON, and everything it printed."""
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="settings.test",
+               DATABASE_URL=f"postgres://postgres@{GONE}/calendar_sync")
+    out = subprocess.run([sys.executable, "-c", "import django, json; django.setup(); " + code],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1]), out.stdout
 
 
 @contextmanager

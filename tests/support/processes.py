@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -43,6 +44,17 @@ def child_env(tmp: Path, settings_module: str = "settings.test", **extra: Any) -
         **{k: str(v) for k, v in extra.items()},
     })
     return env
+
+
+def run_settings(module: str, *argv: str, **env: str) -> subprocess.CompletedProcess:
+    """``python *argv`` in the checkout under settings ``module``, inheriting none of the
+    operator's WEBHOOK_/LOG_/GUNICORN_ variables or secrets (each test names what it sets);
+    what it writes goes to the session's temporary VAR_DIR / LOG_DIR."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(
+        ("WEBHOOK_", "LOG_", "GUNICORN_", "SECRET_KEY", "FIELD_ENCRYPTION_KEY"))}
+    base.update({"DJANGO_SETTINGS_MODULE": module, "LOG_DIR": os.environ["LOG_DIR"], **env})
+    return subprocess.run([sys.executable, *argv], cwd=ROOT, env=base, capture_output=True,
+                          text=True, timeout=60)
 
 
 class Processes:

@@ -4,7 +4,7 @@ polling passes at a travelled time (the sandbox's clock following), channels we 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import requests
 import time_machine
@@ -36,10 +36,6 @@ def maintenance_at(url: str, when: datetime):
         summary = run_maintenance()
     follow_clock(url)
     return summary
-
-
-def utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
 
 
 def polling_pass(calendars):

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 import time_machine
-from test_ingest import run_together
 
 from apps.webhooks.models import OrphanChannel, WebhookCounter
 from apps.webhooks.services import counters
+from tests.support.concurrency import run_together
 
 pytestmark = pytest.mark.usefixtures("fresh_receiver_state")
 

@@ -3,7 +3,6 @@ additive hourly counters and orphan upserts — exact under concurrency."""
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,31 +14,10 @@ from django.utils import timezone
 from apps.webhooks.models import WebhookNotification, WebhookSubscription
 from apps.webhooks.services import ingest
 from apps.webhooks.services.subscription_cache import StaleSubscription
+from tests.support.concurrency import run_together
 from tests.support.factories import make_subscription
 
 pytestmark = pytest.mark.usefixtures("fresh_receiver_state")
-
-
-def run_together(n: int, work) -> None:
-    """Start ``n`` threads at the same instant, each with its own database connection."""
-    barrier = threading.Barrier(n)
-    errors = []
-
-    def body(i):
-        try:
-            barrier.wait()
-            work(i)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
 
 
 def notification(subscription, n: int) -> ingest.NewNotification:

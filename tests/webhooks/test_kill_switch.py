@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -16,9 +15,9 @@ from apps.webhooks.models import WebhookSubscription
 from apps.webhooks.services import flags
 from apps.webhooks.services.subscriptions import create_subscription, run_maintenance
 from tests.support.factories import connect_account
+from tests.support.processes import ROOT
 from tests.support.sandbox import push_address_nowhere, remote_channels
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 WATCHER = """

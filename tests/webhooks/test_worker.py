@@ -9,7 +9,6 @@ import threading
 import time
 from collections import Counter
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import time_machine
@@ -20,7 +19,7 @@ from apps.webhooks.models import WebhookNotification, WorkerHeartbeat
 from apps.webhooks.services.wakeup import NOTIFY_CHANNEL
 from apps.webhooks.services.worker import NotificationWorker
 from tests.support.factories import connect_account, make_subscription, store_notifications
-from tests.support.processes import child_env
+from tests.support.processes import ROOT, child_env
 from tests.support.sandbox import (
     Writer,
     call_count,
@@ -29,7 +28,6 @@ from tests.support.sandbox import (
     set_faults,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 Status = WebhookNotification.Status
 
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -16,7 +15,7 @@ from apps.webhooks.models import WebhookNotification
 from bench.support import free_port
 from tests.support.factories import connect_account, make_subscription, store_notifications
 from tests.support.outages import private_database
-from tests.support.processes import Processes, child_env
+from tests.support.processes import ROOT, Processes, child_env
 from tests.support.sandbox import set_faults
 
 Status = WebhookNotification.Status
@@ -82,7 +81,7 @@ def test_a_worker_that_cannot_reach_the_database_exits_for_its_supervisor(sandbo
                     WORKER_IDLE_POLL_SECONDS="0.5")
     started = time.monotonic()
     done = subprocess.run([sys.executable, "manage.py", "process_notifications"], env=env,
-                          cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                          cwd=ROOT, capture_output=True,
                           text=True, timeout=90)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "no progress for" in done.stderr
