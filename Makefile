@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run test lint bench install install-dev clean receivers sync scale workers
+.PHONY: run test test-fast lint bench install install-dev clean receivers sync graph_batch scale workers
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ run: install
 
 test: install-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The quick subset: no test that starts real processes (`slow`) or drives Chromium (`browser`).
+test-fast: install-dev
+	$(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

@@ -14,15 +14,11 @@ from __future__ import annotations
 import itertools
 import os
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
-from bench.sync import recreate_database
+from bench.support import fresh_django, in_child, run_in_own_database
 
-ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = os.environ.get("BENCH_BATCH_DATABASE", "calendar_sync_bench_batch")
 SIZES = (10, 100)  # items per batch (Graph sends up to 100 or so)
 SUBSCRIPTIONS = 5  # a batch mixes the subscriptions that share a notification URL
@@ -32,14 +28,9 @@ _serial = itertools.count()  # dedup keys never repeat within a run
 
 def main() -> int:
     """Run the benchmark in a fresh interpreter bound to its own database."""
-    if os.environ.get("BENCH_BATCH_CHILD") == "1":
+    if in_child():
         return _run()
-    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/calendar_sync")
-    env = {**os.environ, "BENCH_BATCH_CHILD": "1", "DJANGO_SETTINGS_MODULE": "settings.test",
-           "DATABASE_URL": urlunparse(urlparse(base)._replace(path=f"/{DB_NAME}")),
-           "PYTHONUNBUFFERED": "1"}
-    return subprocess.call([sys.executable, "-m", "bench.graph_batch"], cwd=ROOT, env=env,
-                           timeout=600)
+    return run_in_own_database("bench.graph_batch", DB_NAME, timeout=600)
 
 
 def _subscriptions() -> list:
@@ -100,13 +91,7 @@ def _measure(subs: list, size: int, rounds: int) -> dict[str, tuple[float, float
 
 
 def _run() -> int:
-    import django
-
-    recreate_database(DB_NAME)
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    fresh_django()
     subs = _subscriptions()
     rounds = int(os.environ.get("BENCH_BATCH_ROUNDS", "60"))
     ok = True

@@ -26,12 +26,12 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlparse
 
 import psycopg2
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.support import ROOT, free_port, recreate_database
+
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/calendar_sync_bench"
 TARGETS = {"ratio": 0.9, "p99_half_ms": 50.0}
 SLICES = 4  # the full-speed phases alternate receiver and baseline this many times
@@ -57,19 +57,6 @@ class Phase:
 
 
 # --- Setup (run in subprocesses so this process never needs Django) ------------------------
-def recreate_database(url: str) -> None:
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    admin = psycopg2.connect(dbname="postgres", user=parsed.username or "postgres",
-                             password=parsed.password or "", host=parsed.hostname,
-                             port=parsed.port or 5432)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-
-
 def django_env(url: str) -> dict:
     return dict(os.environ, DJANGO_SETTINGS_MODULE="bench.settings", BENCH_DATABASE_URL=url,
                 PYTHONPATH=str(ROOT))
@@ -100,12 +87,6 @@ def seed(channels: int) -> None:
         out.append({"pk": sub.pk, "channel": sub.channel_id, "token": token,
                     "resource": sub.resource_id, "calendar": calendar.provider_calendar_id})
     print(json.dumps(out))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_gunicorn(url: str, port: int) -> subprocess.Popen:

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.support import fresh_django, in_child, run_in_own_database
+
 DB_NAME = "calendar_sync_bench_scale"
 SUBSCRIPTIONS = int(os.environ.get("BENCH_SCALE_SUBSCRIPTIONS", 100_000))
 NOTIFICATIONS = int(os.environ.get("BENCH_SCALE_NOTIFICATIONS", 1_000_000))
@@ -31,28 +29,9 @@ QUERY_LIMIT = 80
 
 
 def main() -> int:
-    if os.environ.get("BENCH_SCALE_CHILD") == "1":
+    if in_child():
         return _run()
-    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/calendar_sync")
-    env = {**os.environ, "BENCH_SCALE_CHILD": "1", "DJANGO_SETTINGS_MODULE": "settings.test",
-           "DATABASE_URL": urlunparse(urlparse(base)._replace(path=f"/{DB_NAME}")),
-           "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"),
-           "PYTHONUNBUFFERED": "1"}
-    return subprocess.call([sys.executable, "-m", "bench.scale"], cwd=ROOT, env=env)
-
-
-def _recreate_database() -> None:
-    import psycopg2
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    conn = psycopg2.connect(dbname="postgres", user=db["USER"], password=db["PASSWORD"],
-                            host=db["HOST"], port=db["PORT"])
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{DB_NAME}"')
-    conn.close()
+    return run_in_own_database("bench.scale", DB_NAME)
 
 
 # The data set: accounts of 10 calendars, one push subscription per calendar (95 % active),
@@ -150,7 +129,13 @@ def _measure(name: str, call) -> tuple[float, int]:
 def _run() -> int:
     import django
 
-    django.setup()
+    if os.environ.get("BENCH_SCALE_REUSE") == "1":  # time an already built data set
+        django.setup()
+    else:
+        print(f"scale: building {SUBSCRIPTIONS:,} subscriptions and {NOTIFICATIONS:,} "
+              f"notifications in the last 24 h", flush=True)
+        fresh_django()
+        print(f"scale: data set built in {_build():.0f} s", flush=True)
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.test import Client
@@ -158,13 +143,6 @@ def _run() -> int:
     from apps.monitoring.services.health_document import get_system_health
 
     settings.ALLOWED_HOSTS = ["testserver"]  # the in-process test client's host
-    if os.environ.get("BENCH_SCALE_REUSE") != "1":  # reuse: time an already built data set
-        print(f"scale: building {SUBSCRIPTIONS:,} subscriptions and {NOTIFICATIONS:,} "
-              f"notifications in the last 24 h", flush=True)
-        _recreate_database()
-        subprocess.run([sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT,
-                       check=True, env=os.environ)
-        print(f"scale: data set built in {_build():.0f} s", flush=True)
     client = Client()
     client.force_login(get_user_model().objects.get(username="bench"))
 

@@ -20,11 +20,20 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.support import (
+    Sandbox,
+    free_port,
+    fresh_django,
+    in_child,
+    run_in_own_database,
+    spawn,
+    stop,
+    wait_http,
+)
+
 DB_NAME = "calendar_sync_bench_sync"
 TIME_LIMIT_SECONDS = 170
 LATENCY_CHANGES = 200
@@ -36,107 +45,47 @@ FLOOD_SECONDS = 10
 
 def main() -> int:
     """Run the benchmark in a fresh interpreter bound to its own database."""
-    if os.environ.get("BENCH_SYNC_CHILD") == "1":
+    if in_child():
         return _run()
-    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/calendar_sync")
-    env = {**os.environ, "BENCH_SYNC_CHILD": "1", "DJANGO_SETTINGS_MODULE": "settings.test",
-           "DATABASE_URL": urlunparse(urlparse(base)._replace(path=f"/{DB_NAME}")),
-           "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"),
-           "PYTHONUNBUFFERED": "1"}
-    try:
-        return subprocess.call([sys.executable, "-m", "bench.sync"], cwd=ROOT, env=env,
-                               timeout=TIME_LIMIT_SECONDS + 30)
-    except subprocess.TimeoutExpired:
-        print("sync bench: timed out", flush=True)
-        return 1
+    return run_in_own_database("bench.sync", DB_NAME, timeout=TIME_LIMIT_SECONDS + 30)
 
 
 # --- set-up ---------------------------------------------------------------------------------
-
-def recreate_database(name: str = DB_NAME) -> None:
-    """Drop and create the benchmark's own database on the server of DATABASE_URL."""
-    import psycopg2
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    conn = psycopg2.connect(dbname="postgres", user=db["USER"], password=db["PASSWORD"],
-                            host=db["HOST"], port=db["PORT"])
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-
-
-def free_port() -> int:
-    """A free loopback port (also used by the tests' process helpers)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, seconds: float = 30.0) -> None:
-    """Wait until ``url`` answers below 500 (a process we started is up), or raise."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=1).status_code < 500:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up within {seconds}s")
-
 
 class World:
     """The sandbox (its own process, like a real provider), gunicorn and one worker; accounts
     are created through the sandbox admin API."""
 
     def __init__(self, log_dir: Path) -> None:
-        self.sandbox_port, self.port = free_port(), free_port()
-        self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
+        self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen] = []
-        self.env = {**os.environ, "SANDBOX_URL": self.sandbox_url,
-                    "WEBHOOK_BASE_URL": self.base_url, "GUNICORN_WORKERS": "2",
-                    "GUNICORN_ACCESS_LOG": "/dev/null"}
+        self.sandbox: Sandbox | None = None
         self.session = requests.Session()
 
     def start(self) -> None:
         from django.conf import settings
 
-        self._spawn("sandbox", [sys.executable, "-m", "sandbox", "--port",
-                                str(self.sandbox_port), "--seed", "7", "--workers", "8"])
-        wait_http(f"{self.sandbox_url}/_sandbox/health")
-        self.session.post(f"{self.sandbox_url}/_sandbox/faults", timeout=10,
-                          json={"push_retry_base_seconds": 0.2}).raise_for_status()
-        for name in ("SANDBOX_URL", "GOOGLE_API_BASE_URL", "GOOGLE_OAUTH_BASE_URL",
-                     "MS_GRAPH_BASE_URL", "MS_LOGIN_BASE_URL"):
-            setattr(settings, name, self.sandbox_url)
-        settings.GOOGLE_TOKEN_URL = f"{self.sandbox_url}/token"
+        self.sandbox = Sandbox(self.log_dir, 8, "--seed", "7")
+        self.sandbox_url = self.sandbox.url
+        self.sandbox.faults(push_retry_base_seconds=0.2)
+        self.sandbox.point_settings_here()
         settings.WEBHOOK_BASE_URL = self.base_url
-        self._spawn("web", [sys.executable, "-m", "gunicorn", "calendar_sync.wsgi:application",
-                            "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}",
-                            "--no-control-socket"])
+        env = {**os.environ, **self.sandbox.endpoints(), "WEBHOOK_BASE_URL": self.base_url,
+               "GUNICORN_WORKERS": "2", "GUNICORN_ACCESS_LOG": "/dev/null"}
+        self.procs.append(spawn([sys.executable, "-m", "gunicorn",
+                                 "calendar_sync.wsgi:application", "-c", "gunicorn.conf.py",
+                                 "--bind", f"127.0.0.1:{self.port}", "--no-control-socket"],
+                                self.log_dir / "web.log", env))
         wait_http(f"{self.base_url}/webhooks/health/")
-        self._spawn("worker", [sys.executable, "manage.py", "process_notifications"])
-
-    def _spawn(self, name: str, args: list[str]) -> None:
-        out = open(self.log_dir / f"{name}.log", "w")  # noqa: SIM115 - lives with the process
-        self.procs.append(subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=out,
-                                           stderr=subprocess.STDOUT))
+        self.procs.append(spawn([sys.executable, "manage.py", "process_notifications"],
+                                self.log_dir / "worker.log", env))
 
     def stop(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(self.procs)
+        if self.sandbox:
+            self.sandbox.stop()
 
     def account(self, provider: str, email: str, calendars: int):
         """Connected, synced once and subscribed: (access token, [local calendars])."""
@@ -162,8 +111,7 @@ class World:
         return data["access_token"], local
 
     def counter(self, key: str) -> int:
-        state = self.session.get(f"{self.sandbox_url}/_sandbox/state", timeout=10).json()
-        return int(state["counters"].get(key, 0))
+        return self.sandbox.counter(key)
 
 
 def _writer(world: World, token: str):
@@ -363,13 +311,7 @@ def _rates(first_id: int) -> tuple[float, float, float, int]:
 
 
 def _run() -> int:
-    import django
-
-    recreate_database()
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    fresh_django()
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
         world = World(Path(tmp))

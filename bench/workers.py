@@ -16,18 +16,15 @@ Target: 4 workers drain >= 3x what one does. Its own database
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import requests
 
-from bench.sync import free_port, wait_http
+from bench.support import Sandbox, fresh_django, in_child, run_in_own_database, spawn, stop
 
-ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "calendar_sync_bench_workers"
 CALENDARS = int(os.environ.get("BENCH_WORKERS_CALENDARS", 120))
 ACCOUNTS = 12
@@ -37,70 +34,25 @@ TARGET_RATIO = 3.0
 
 
 def main() -> int:
-    if os.environ.get("BENCH_WORKERS_CHILD") == "1":
+    if in_child():
         return _run()
-    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/calendar_sync")
-    env = {**os.environ, "BENCH_WORKERS_CHILD": "1", "DJANGO_SETTINGS_MODULE": "settings.test",
-           "DATABASE_URL": urlunparse(urlparse(base)._replace(path=f"/{DB_NAME}")),
-           "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"),
-           "WORKER_CONCURRENCY": "1", "WORKER_BATCH_SIZE": "2", "PYTHONUNBUFFERED": "1"}
-    return subprocess.call([sys.executable, "-m", "bench.workers"], cwd=ROOT, env=env)
+    return run_in_own_database("bench.workers", DB_NAME, WORKER_CONCURRENCY="1",
+                               WORKER_BATCH_SIZE="2")
 
 
-def _recreate_database() -> None:
-    import psycopg2
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    conn = psycopg2.connect(dbname="postgres", user=db["USER"], password=db["PASSWORD"],
-                            host=db["HOST"], port=db["PORT"])
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{DB_NAME}"')
-    conn.close()
-
-
-class Sandbox:
-    def __init__(self, log_dir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        log = open(log_dir / "sandbox.log", "w")  # noqa: SIM115 - lives with the process
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sandbox", "--port", str(self.port), "--workers", "16"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        wait_http(f"{self.url}/_sandbox/health")
-
-    def faults(self, **config) -> None:
-        requests.post(f"{self.url}/_sandbox/faults", json=config, timeout=10).raise_for_status()
-
-    def list_calls(self) -> int:
-        counters = requests.get(f"{self.url}/_sandbox/state", timeout=10).json()["counters"]
-        return int(counters.get("google.events.list", 0))
-
-    def endpoints(self) -> dict[str, str]:
-        """The provider endpoints, pointed at this sandbox (settings and environment)."""
-        names = ("GOOGLE_API_BASE_URL", "GOOGLE_OAUTH_BASE_URL", "MS_GRAPH_BASE_URL",
-                 "MS_LOGIN_BASE_URL")
-        return {**dict.fromkeys(names, self.url), "GOOGLE_TOKEN_URL": f"{self.url}/token",
-                "SANDBOX_URL": self.url}
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(15)
+def _list_calls(sandbox: Sandbox) -> int:
+    return sandbox.counter("google.events.list")
 
 
 def _calendars(sandbox: Sandbox) -> list:
     """Accounts connected through the sandbox, each calendar synced once and subscribed."""
-    from django.conf import settings
     from django.contrib.auth.models import User
 
     from apps.calendars.models import Calendar, CalendarAccount
     from apps.calendars.services.sync_engine import sync_calendar
     from apps.webhooks.models import WebhookSubscription
 
-    for name, value in sandbox.endpoints().items():
-        setattr(settings, name, value)
+    sandbox.point_settings_here()
     user = User.objects.create(username="bench")
     calendars = []
     for a in range(ACCOUNTS):
@@ -146,11 +98,8 @@ def _drain(workers: int, run: int, log_dir: Path, env: dict) -> tuple[float, int
     from apps.webhooks.models import WebhookNotification, WorkerHeartbeat
 
     WorkerHeartbeat.objects.all().delete()
-    procs = []
-    for i in range(workers):
-        log = open(log_dir / f"worker-{run}-{i}.log", "w")  # noqa: SIM115
-        procs.append(subprocess.Popen([sys.executable, "manage.py", "process_notifications"],
-                                      cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+    procs = [spawn([sys.executable, "manage.py", "process_notifications"],
+                   log_dir / f"worker-{run}-{i}.log", env) for i in range(workers)]
     try:
         deadline = time.monotonic() + 60
         while WorkerHeartbeat.objects.filter(stopped_at__isnull=True).count() < workers:
@@ -167,23 +116,15 @@ def _drain(workers: int, run: int, log_dir: Path, env: dict) -> tuple[float, int
             time.sleep(0.02)
         elapsed = time.monotonic() - started
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(30)
+        stop(procs, 30)
     twice = rows.exclude(attempts=0).count()  # a retry or a reclaim counts an attempt
     return rows.count() / elapsed, twice
 
 
 def _run() -> int:
-    import django
-
-    django.setup()
-    _recreate_database()
-    subprocess.run([sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT,
-                   check=True)
+    fresh_django()
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
-        sandbox = Sandbox(Path(tmp))
+        sandbox = Sandbox(Path(tmp), 16)
         try:
             calendars = _calendars(sandbox)
             sandbox.faults(latency_ms={"*": LATENCY_MS})
@@ -191,9 +132,9 @@ def _run() -> int:
             failures = 0
             env = {**os.environ, **sandbox.endpoints()}
             for run, workers in enumerate(WORKER_COUNTS):
-                before = sandbox.list_calls()
+                before = _list_calls(sandbox)
                 rate, twice = _drain(workers, run, Path(tmp), env)
-                calls = sandbox.list_calls() - before
+                calls = _list_calls(sandbox) - before
                 rates[workers] = rate
                 clean = twice == 0 and calls == len(calendars)
                 failures += not clean

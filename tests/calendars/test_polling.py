@@ -9,16 +9,6 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.utils import timezone
-from sync_support import (
-    Writer,
-    connect,
-    counter,
-    local_events,
-    provider_events,
-    remote_account,
-    sandbox_state,
-    subscription_for,
-)
 
 from apps.calendars.models import Calendar, CalendarAccount
 from apps.calendars.services import polling
@@ -26,14 +16,16 @@ from apps.calendars.services.polling import poll_due_calendars
 from apps.webhooks.models import WebhookSubscription
 from apps.webhooks.services.subscriptions import flags
 from apps.webhooks.services.subscriptions.polling_policy import push_coverage, silent_subscriptions
+from tests.support.factories import connect_account, make_subscription
+from tests.support.sandbox import Writer, call_count, out_of_step
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def world(sandbox, user):
-    remote = remote_account(sandbox.url, "google", "poll@example.com", calendars=2)
-    account, calendars = connect(user, remote)
+    account, calendars, remote = connect_account(sandbox.url, user, "google", "poll@example.com",
+                                                 calendars=2)
     writer = Writer(sandbox.url, remote)
     for cid in remote.calendar_ids:
         writer.create(cid, "event")
@@ -50,7 +42,7 @@ def last_synced_a_while_ago(*calendars: Calendar) -> None:
 def pushed(calendar: Calendar, **sub_fields) -> WebhookSubscription:
     """Push that looks healthy: an active, unexpired subscription."""
     last_synced_a_while_ago(calendar)
-    return subscription_for(calendar, **sub_fields)
+    return make_subscription(calendar, **sub_fields)[0]
 
 
 def poll():
@@ -65,10 +57,9 @@ def test_calendars_without_push_are_polled_and_rescheduled_with_jitter(world, sa
     summary = poll()
 
     assert (summary.polled, summary.ok, summary.reasons["uncovered"]) == (2, 2, 2)
-    state = sandbox_state(sandbox.url)
+    assert out_of_step(sandbox.url, calendars) == []
     now = timezone.now()
-    for calendar, cid in zip(calendars, cids, strict=True):
-        assert local_events(calendar) == provider_events(state, cid)
+    for calendar in calendars:
         calendar.refresh_from_db()
         assert 450 - 5 <= (calendar.next_sync_at - now).total_seconds() <= 750
     assert poll().polled == 0  # nothing is due again before its time
@@ -82,7 +73,7 @@ def test_calendars_covered_by_healthy_push_are_left_to_push(world, sandbox):
     summary = poll()
 
     assert summary.polled == 0 and summary.skipped_covered == 2
-    assert counter(sandbox.url, "google.events.list") == 0
+    assert call_count(sandbox.url, "google.events.list") == 0
 
 
 @pytest.mark.parametrize("why", ["fallback flag", "suspended", "failed", "expired",
@@ -120,7 +111,7 @@ def test_accounts_that_need_reconnecting_are_not_polled(world, sandbox):
         status=CalendarAccount.Status.REAUTH_REQUIRED)
 
     assert poll().due == 0
-    assert counter(sandbox.url, "google.events.list") == 0
+    assert call_count(sandbox.url, "google.events.list") == 0
 
 
 def test_a_stale_calendar_is_polled_even_with_healthy_push(world, settings):
@@ -166,14 +157,13 @@ def test_a_calendar_claimed_by_another_poller_is_not_synced_twice(world, sandbox
     summary = poll_due_calendars(is_covered=None)
 
     assert summary.polled == 1  # only the second one; the first is someone else's
-    assert counter(sandbox.url, "google.events.list") == 1
+    assert call_count(sandbox.url, "google.events.list") == 1
 
 
 def test_polls_spread_over_the_interval(sandbox, user, settings):
     settings.POLL_INTERVAL_SECONDS = 1000
     settings.POLL_JITTER_FRACTION = 0.25
-    remote = remote_account(sandbox.url, "microsoft", "many@example.com", calendars=20)
-    connect(user, remote)
+    connect_account(sandbox.url, user, "microsoft", "many@example.com", calendars=20)
 
     poll_due_calendars()
 
@@ -192,6 +182,6 @@ def test_an_account_backing_off_is_polled_again_when_its_backoff_ends(world, san
     summary = poll()
 
     assert summary.deferred == 2 and summary.ok == 0
-    assert counter(sandbox.url, "google.events.list") == 0
+    assert call_count(sandbox.url, "google.events.list") == 0
     calendar.refresh_from_db()
     assert abs((calendar.next_sync_at - until).total_seconds()) < 3

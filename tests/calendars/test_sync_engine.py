@@ -8,20 +8,18 @@ import psycopg2
 import pytest
 from django.db import connection
 from django.utils import timezone
-from sync_support import (
-    Writer,
-    connect,
-    counter,
-    local_events,
-    provider_events,
-    remote_account,
-    sandbox_state,
-    set_faults,
-)
 
 from apps.calendars.models import CalendarAccount, Event, SkippedEvent
 from apps.calendars.services import sync_engine
 from apps.calendars.services.sync_engine import LOCK_NAMESPACE, Outcome, sync_calendar
+from tests.support.factories import connect_account
+from tests.support.sandbox import (
+    Writer,
+    call_count,
+    out_of_step,
+    sandbox_state,
+    set_faults,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -31,13 +29,9 @@ LIST_KEY = {"google": "google.events.list", "microsoft": "graph.events.delta"}
 @pytest.fixture(params=["google", "microsoft"])
 def world(request, sandbox, user):
     """(calendar, writer, provider calendar id) for a fresh sandbox account."""
-    remote = remote_account(sandbox.url, request.param, f"{request.param}@example.com")
-    _, calendars = connect(user, remote)
+    _, calendars, remote = connect_account(sandbox.url, user, request.param,
+                                           f"{request.param}@example.com")
     return calendars[0], Writer(sandbox.url, remote), remote.calendar_ids[0]
-
-
-def matches_provider(sandbox, calendar, calendar_id) -> bool:
-    return local_events(calendar) == provider_events(sandbox_state(sandbox.url), calendar_id)
 
 
 def test_first_sync_follows_every_page_and_keeps_the_cursor(world, sandbox, settings):
@@ -50,8 +44,8 @@ def test_first_sync_follows_every_page_and_keeps_the_cursor(world, sandbox, sett
     result = sync_calendar(calendar)
 
     assert result.ok and result.kind == "full" and result.created == 5
-    assert counter(sandbox.url, LIST_KEY[calendar.provider]) >= 3  # 5 events, 2 per page
-    assert matches_provider(sandbox, calendar, cid)
+    assert call_count(sandbox.url, LIST_KEY[calendar.provider]) >= 3  # 5 events, 2 per page
+    assert out_of_step(sandbox.url, [calendar]) == []
     calendar.refresh_from_db()
     assert calendar.sync_cursor and calendar.last_synced_at and calendar.last_sync_error == ""
 
@@ -68,7 +62,7 @@ def test_incremental_sync_applies_creates_updates_and_deletes(world, sandbox):
 
     assert result.ok and result.kind == "incremental"
     assert (result.created, result.updated, result.deleted) == (1, 1, 1)
-    assert matches_provider(sandbox, calendar, cid)
+    assert out_of_step(sandbox.url, [calendar]) == []
     assert Event.objects.get(calendar=calendar, provider_event_id=rename["id"]).summary == "renamed"
     assert Event.objects.filter(calendar=calendar, provider_event_id=keep["id"]).exists()
 
@@ -87,7 +81,7 @@ def test_expired_cursor_runs_a_full_resync_that_drops_vanished_events(world, san
 
     assert result.ok and result.kind == "full"
     assert not Event.objects.filter(calendar=calendar, provider_event_id="vanished").exists()
-    assert matches_provider(sandbox, calendar, cid)
+    assert out_of_step(sandbox.url, [calendar]) == []
     assert sync_calendar(calendar).kind == "incremental"  # the new cursor works
 
 
@@ -115,8 +109,7 @@ def test_a_replayed_page_changes_nothing(world, sandbox):
 
 
 def test_a_cancelled_instance_is_hidden_but_deleting_the_series_removes_it(sandbox, user):
-    remote = remote_account(sandbox.url, "google", "series@example.com")
-    _, (calendar,) = connect(user, remote)
+    _, (calendar,), remote = connect_account(sandbox.url, user, "google", "series@example.com")
     writer, cid = Writer(sandbox.url, remote), remote.calendar_ids[0]
     master = writer.create(cid, "standup", recurrence=["RRULE:FREQ=DAILY;COUNT=5"])
     instance = writer.create(cid, "standup (moved)", recurringEventId=master["id"],
@@ -135,8 +128,7 @@ def test_a_cancelled_instance_is_hidden_but_deleting_the_series_removes_it(sandb
 
 
 def test_one_bad_event_is_recorded_and_skipped_without_blocking_the_rest(sandbox, user):
-    remote = remote_account(sandbox.url, "google", "bad@example.com")
-    _, (calendar,) = connect(user, remote)
+    _, (calendar,), remote = connect_account(sandbox.url, user, "google", "bad@example.com")
     writer, cid = Writer(sandbox.url, remote), remote.calendar_ids[0]
     broken = writer.create(cid, "soon broken")
     sync_calendar(calendar)
@@ -181,16 +173,14 @@ def test_a_crash_between_fetch_and_commit_skips_nothing(world, sandbox, monkeypa
     monkeypatch.undo()
     result = sync_calendar(calendar)
     assert result.ok and (result.created, result.updated) == (1, 1)
-    assert matches_provider(sandbox, calendar, cid)
+    assert out_of_step(sandbox.url, [calendar]) == []
     calendar.refresh_from_db()
     assert calendar.sync_failure_count == 0
 
 
 def test_throttling_backs_off_that_account_only(sandbox, user):
-    a = remote_account(sandbox.url, "google", "throttled@example.com")
-    b = remote_account(sandbox.url, "google", "other@example.com")
-    account_a, (cal_a,) = connect(user, a)
-    _, (cal_b,) = connect(user, b)
+    account_a, (cal_a,), _ = connect_account(sandbox.url, user, "google", "throttled@example.com")
+    _, (cal_b,), b = connect_account(sandbox.url, user, "google", "other@example.com")
     Writer(sandbox.url, b).create(b.calendar_ids[0], "b's event")
     set_faults(sandbox.url, retry_after_seconds=7, fail_next={"google.events.list": [429]})
 
@@ -199,17 +189,17 @@ def test_throttling_backs_off_that_account_only(sandbox, user):
     account_a.refresh_from_db()
     assert account_a.backoff_until - timezone.now() > timedelta(seconds=6)
 
-    calls = counter(sandbox.url, "google.events.list")
+    calls = call_count(sandbox.url, "google.events.list")
     waiting = sync_calendar(cal_a)
     assert waiting.outcome == Outcome.BACKOFF and 0 < waiting.retry_after <= 7
-    assert counter(sandbox.url, "google.events.list") == calls  # nothing was sent
+    assert call_count(sandbox.url, "google.events.list") == calls  # nothing was sent
     other = sync_calendar(cal_b)
     assert other.ok and other.created == 1
 
 
 def test_a_server_error_is_retried_later_with_a_computed_backoff(sandbox, user):
-    remote = remote_account(sandbox.url, "microsoft", "flaky@example.com")
-    account, (calendar,) = connect(user, remote)
+    account, (calendar,), remote = connect_account(sandbox.url, user, "microsoft",
+                                                   "flaky@example.com")
     set_faults(sandbox.url, fail_next={"graph.events.delta": [500]})
 
     result = sync_calendar(calendar)
@@ -222,8 +212,8 @@ def test_a_server_error_is_retried_later_with_a_computed_backoff(sandbox, user):
 
 
 def test_a_revoked_account_stops_syncing(sandbox, user):
-    remote = remote_account(sandbox.url, "google", "revoked@example.com")
-    account, (calendar,) = connect(user, remote)
+    account, (calendar,), remote = connect_account(sandbox.url, user, "google",
+                                                   "revoked@example.com")
     set_faults(sandbox.url, revoke=[remote.email])
 
     result = sync_calendar(calendar)
@@ -237,15 +227,14 @@ def test_a_revoked_account_stops_syncing(sandbox, user):
 
 
 def test_a_calendar_already_syncing_in_another_process_is_reported_busy(sandbox, user):
-    remote = remote_account(sandbox.url, "google", "busy@example.com")
-    _, (calendar,) = connect(user, remote)
+    _, (calendar,), remote = connect_account(sandbox.url, user, "google", "busy@example.com")
     other = psycopg2.connect(**connection.get_connection_params())
     try:
         with other.cursor() as cur:  # another process holds the calendar's sync lock
             cur.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_NAMESPACE, calendar.pk])
         result = sync_calendar(calendar)
         assert result.outcome == Outcome.BUSY and result.deferred and result.retry_after
-        assert counter(sandbox.url, "google.events.list") == 0
+        assert call_count(sandbox.url, "google.events.list") == 0
         with other.cursor() as cur:  # its sync ends
             cur.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_NAMESPACE, calendar.pk])
         assert sync_calendar(calendar).ok

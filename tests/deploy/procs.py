@@ -17,41 +17,11 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from urllib.parse import quote
 
-from django.conf import settings
-from django.db import connection
+from bench.support import free_port
+from tests.support.processes import ROOT, child_env
 
-from bench.sync import free_port  # the one helper; re-exported for the deploy tests
-
-ROOT = Path(__file__).resolve().parents[2]
 NGINX = "/usr/sbin/nginx"
-
-
-def child_database_url() -> str:
-    """The pytest database (``test_…``) as a URL for child processes."""
-    db = connection.settings_dict
-    auth = quote(db["USER"] or "")
-    if db.get("PASSWORD"):
-        auth += ":" + quote(db["PASSWORD"])
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def child_env(tmp: Path, settings_module: str = "settings.test", **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "WEBHOOK_"))}
-    prom = tmp / "prometheus"
-    prom.mkdir(exist_ok=True)
-    env.update({
-        "DJANGO_SETTINGS_MODULE": settings_module,
-        "DATABASE_URL": child_database_url(),
-        "REDIS_URL": getattr(settings, "REDIS_URL", "redis://127.0.0.1:6379/15"),
-        "PROMETHEUS_MULTIPROC_DIR": str(prom),
-        "VAR_DIR": str(tmp),  # never the checkout's var/
-        "LOG_DIR": str(tmp / "log"),
-        "PYTHONUNBUFFERED": "1",
-        **extra,
-    })
-    return env
 
 
 class Gunicorn:

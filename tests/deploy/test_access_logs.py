@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from gunicorn.config import Config
 from gunicorn.glogging import Logger
 
-from .procs import ROOT
+from tests.support.processes import ROOT
 
 CALLBACK = "/oauth/google/callback/"
 QUERY = "code=4/0AeaYSHsecretcode&state=signed-state-value"

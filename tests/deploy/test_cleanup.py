@@ -22,6 +22,7 @@ from apps.monitoring.models import (
 )
 from apps.webhooks.models import OrphanChannel, WebhookCounter, WebhookNotification
 from apps.webhooks.services.cleanup import purge_webhook_data
+from tests.support.factories import make_subscription
 
 OLD_COMPLETED = 200_000
 API_CALLS = 40_000
@@ -76,9 +77,7 @@ def _incident(key: str, opened_days: int, resolved_days: int | None, deliveries:
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_it_deletes_hundreds_of_thousands_of_rows_in_batches_with_flat_memory(
-    make_subscription, capsys, settings
-):
+def test_it_deletes_hundreds_of_thousands_of_rows_in_batches_with_flat_memory(capsys, settings):
     settings.CLEANUP_KEEP_FAILED_DAYS = 90
     sub, _ = make_subscription()
     started = time.perf_counter()
@@ -135,7 +134,7 @@ def test_it_deletes_hundreds_of_thousands_of_rows_in_batches_with_flat_memory(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_each_batch_commits_on_its_own_so_other_connections_see_progress(make_subscription):
+def test_each_batch_commits_on_its_own_so_other_connections_see_progress():
     sub, _ = make_subscription()
     _bulk_notifications(sub.pk, 2_000, status="completed", age="40 days", prefix="c:")
     seen_by_others: list[int] = []
@@ -160,7 +159,7 @@ def test_each_batch_commits_on_its_own_so_other_connections_see_progress(make_su
 
 
 @pytest.mark.django_db
-def test_a_dry_run_counts_what_a_real_run_deletes_and_deletes_nothing(make_subscription):
+def test_a_dry_run_counts_what_a_real_run_deletes_and_deletes_nothing():
     sub, _ = make_subscription()
     _bulk_notifications(sub.pk, 700, status="completed", age="31 days", prefix="c:")
     _bulk_notifications(sub.pk, 300, status="ignored", age="45 days", prefix="i:")
@@ -192,8 +191,7 @@ def test_a_dry_run_counts_what_a_real_run_deletes_and_deletes_nothing(make_subsc
 
 
 @pytest.mark.django_db
-def test_failed_notifications_are_kept_for_the_longer_failed_retention(make_subscription,
-                                                                        settings):
+def test_failed_notifications_are_kept_for_the_longer_failed_retention(settings):
     settings.CLEANUP_KEEP_FAILED_DAYS = 60
     sub, _ = make_subscription()
     _bulk_notifications(sub.pk, 10, status="failed", age="45 days", prefix="f45:")

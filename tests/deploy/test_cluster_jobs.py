@@ -16,8 +16,7 @@ from django.db import connection
 from apps.monitoring.models import JobRun
 from calendar_sync.cron import parse_crontab
 from calendar_sync.scheduler import Scheduler
-
-from .procs import ROOT, child_env
+from tests.support.processes import ROOT, child_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

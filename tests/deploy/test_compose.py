@@ -17,7 +17,7 @@ import pytest
 import yaml
 from django.core.management import get_commands, load_command_class
 
-from .procs import ROOT, child_env
+from tests.support.processes import ROOT, child_env
 
 COMPOSE = shutil.which("docker-compose")
 COMPOSE_CMD = [COMPOSE] if COMPOSE else (["docker", "compose"] if shutil.which("docker") else [])

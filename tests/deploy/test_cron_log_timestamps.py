@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-from .procs import ROOT
+from tests.support.processes import ROOT
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ")
 

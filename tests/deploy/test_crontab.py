@@ -14,8 +14,7 @@ import pytest
 from django.core.management import get_commands, load_command_class
 
 from calendar_sync.cron import parse_crontab, read_crontab
-
-from .procs import ROOT, child_env
+from tests.support.processes import ROOT, child_env
 
 CRONTAB = ROOT / "crontab"
 

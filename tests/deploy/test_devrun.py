@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from .procs import ROOT, free_port
+from bench.support import free_port
+from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.slow
 

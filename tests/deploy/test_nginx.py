@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 
 from apps.webhooks.models import WebhookNotification
+from bench.support import free_port
+from tests.support.factories import make_subscription
+from tests.support.processes import ROOT
 
-from .procs import NGINX, ROOT, Gunicorn, Nginx, free_port, nginx_test_conf, render_nginx_conf
+from .procs import NGINX, Gunicorn, Nginx, nginx_test_conf, render_nginx_conf
 
 pytestmark = [
     pytest.mark.slow,
@@ -93,9 +96,9 @@ def test_the_body_limit_is_the_apps_webhook_max_body_bytes(settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_google_notification_passes_through_with_x_forwarded_proto_honoured(
-        stack, make_subscription):
+        stack):
     app, proxy, _ = stack
-    sub, token = make_subscription(channel_id="through-nginx")
+    sub, token = make_subscription(channel_id="through-nginx", resource_id="res-through-nginx")
 
     status, _, _ = _request(_https(stack), "POST", "/webhooks/google/",
                             headers=_google_headers(sub, token, 7))
@@ -155,8 +158,8 @@ def test_plain_http_is_redirected_to_https_except_acme_challenges(stack):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_steady_stream_of_valid_notifications_is_never_refused(stack, make_subscription):
-    sub, token = make_subscription(channel_id="steady")
+def test_a_steady_stream_of_valid_notifications_is_never_refused(stack):
+    sub, token = make_subscription(channel_id="steady", resource_id="res-steady")
     numbers = itertools.count(1)
     statuses: list[int] = []
     lock = threading.Lock()

@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 
-from .procs import ROOT
+from tests.support.processes import ROOT
+
 from .test_compose import config  # noqa: F401 - the compose CLI's resolved configuration
 
 LOGROTATE = shutil.which("logrotate")

@@ -16,8 +16,7 @@ import pytest
 
 from calendar_sync.cron import CronSchedule, CronSyntaxError, parse_command, parse_crontab
 from calendar_sync.scheduler import Scheduler
-
-from .procs import ROOT, child_env
+from tests.support.processes import ROOT, child_env
 
 MANAGE = ROOT / "manage.py"
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from .procs import ROOT
+from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.django_db
 

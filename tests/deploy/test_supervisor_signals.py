@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from .procs import ROOT
+from tests.support.processes import ROOT
+
 from .test_devrun import _alive
 
 # A supervisor with two long-running children, as `make run` starts them.

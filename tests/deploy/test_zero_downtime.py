@@ -14,8 +14,11 @@ import time
 import pytest
 
 from apps.webhooks.models import WebhookNotification
+from tests.support.factories import connect_account, make_subscription, store_notifications
+from tests.support.processes import ROOT, child_env
+from tests.support.sandbox import Writer, set_faults
 
-from .procs import ROOT, Gunicorn
+from .procs import Gunicorn
 
 pytestmark = pytest.mark.slow
 
@@ -39,9 +42,9 @@ def _notify(port: int, sub, token: str, number: int) -> int:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_gunicorn_reload_under_steady_notifications_loses_none(tmp_path, make_subscription,
+def test_a_gunicorn_reload_under_steady_notifications_loses_none(tmp_path,
                                                                   capsys):
-    sub, token = make_subscription(channel_id="during-reload")
+    sub, token = make_subscription(channel_id="during-reload", resource_id="res-during-reload")
     app = Gunicorn(tmp_path, workers=2, threads=4).start()
     numbers = itertools.count(1)
     results: list[int] = []
@@ -86,27 +89,26 @@ def test_a_gunicorn_reload_under_steady_notifications_loses_none(tmp_path, make_
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_worker_stopped_with_sigterm_finishes_its_batch(sandbox, user, capsys):
-    import sync_support as ss
-
+def test_the_worker_stopped_with_sigterm_finishes_its_batch(sandbox, user, capsys, tmp_path):
     from apps.calendars.models import Event
 
     # Three calendars with events, each with stored notifications; every events.list takes
     # 1.5 s so that the SIGTERM lands in the middle of the batch.
     calendars = []
     for i in range(3):
-        remote = ss.remote_account(sandbox.url, "google", f"sigterm{i}@example.com")
-        writer = ss.Writer(sandbox.url, remote)
+        _, (calendar,), remote = connect_account(sandbox.url, user, "google",
+                                                 f"sigterm{i}@example.com")
+        writer = Writer(sandbox.url, remote)
         for n in range(3):
             writer.create(remote.calendar_ids[0], f"meeting {i}.{n}")
-        _, (calendar,) = ss.connect(user, remote)
-        ss.store_notifications(ss.subscription_for(calendar), count=4)
+        store_notifications(make_subscription(calendar)[0], count=4)
         calendars.append(calendar)
-    ss.set_faults(sandbox.url, latency_ms={"google.events.list": 1500})
+    set_faults(sandbox.url, latency_ms={"google.events.list": 1500})
 
     worker = subprocess.Popen(
         [sys.executable, "manage.py", "process_notifications", "-v", "2"], cwd=ROOT,
-        env=ss.process_env(sandbox.url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=child_env(tmp_path, SANDBOX_URL=sandbox.url), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True)
     try:
         deadline = time.monotonic() + 60

@@ -17,23 +17,20 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-from sync_support import (
-    Processes,
-    Writer,
-    connect,
-    free_port,
-    local_events,
-    process_env,
-    provider_events,
-    remote_account,
-    sandbox_state,
-    set_faults,
-    wait_http,
-)
 
 from apps.calendars.services.sync_engine import sync_calendar
 from apps.monitoring.models import ProviderApiCall
 from apps.webhooks.models import WebhookNotification, WebhookSubscription, WorkerHeartbeat
+from bench.support import free_port, wait_http
+from tests.support.factories import connect_account
+from tests.support.processes import Processes, child_env
+from tests.support.sandbox import (
+    Writer,
+    local_events,
+    out_of_step,
+    sandbox_state,
+    set_faults,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -80,8 +77,9 @@ def test_every_calendar_converges_under_faults(sandbox, user, settings, tmp_path
     port = free_port()
     settings.WEBHOOK_BASE_URL = f"http://127.0.0.1:{port}"
     set_faults(sandbox.url, push_retry_base_seconds=0.2, notification_batch_ms=50)
-    env = process_env(
-        sandbox.url, WEBHOOK_BASE_URL=settings.WEBHOOK_BASE_URL, GUNICORN_WORKERS=2,
+    env = child_env(
+        tmp_path, SANDBOX_URL=sandbox.url, WEBHOOK_BASE_URL=settings.WEBHOOK_BASE_URL,
+        GUNICORN_WORKERS=2,
         GUNICORN_ACCESS_LOG="/dev/null", WORKER_VISIBILITY_TIMEOUT_SECONDS=6,
         WORKER_RETRY_BASE_SECONDS=0.3, WORKER_RETRY_MAX_SECONDS=3, WORKER_MAX_ATTEMPTS=30,
         SYNC_BACKOFF_BASE_SECONDS=0.3, SYNC_BACKOFF_MAX_SECONDS=3, WORKER_IDLE_POLL_SECONDS=0.5,
@@ -108,10 +106,7 @@ def test_every_calendar_converges_under_faults(sandbox, user, settings, tmp_path
         _polling_pass(settings)
     applied = _add_poll_changes(applied, before_poll, calendars)
 
-    state = sandbox_state(sandbox.url)
-    for calendar in calendars:
-        assert local_events(calendar) == provider_events(state, calendar.provider_calendar_id), \
-            f"calendar {calendar} differs from the provider"
+    assert out_of_step(sandbox.url, calendars) == []
     stuck = WebhookNotification.objects.waiting()
     assert not stuck.exists()
     assert not WebhookNotification.objects.filter(processing_status="failed").exists()
@@ -127,7 +122,7 @@ def test_every_calendar_converges_under_faults(sandbox, user, settings, tmp_path
     elapsed = time.monotonic() - started
     assert applied["poll_changes"] >= 1  # the safety net caught what push never announced
     assert applied["full"] >= 1  # the expired sync tokens were met with full resyncs
-    _report(workload, state, applied, elapsed, len(orphaned))
+    _report(workload, sandbox_state(sandbox.url), applied, elapsed, len(orphaned))
     assert elapsed < 120
 
 
@@ -137,9 +132,8 @@ def _connect_and_subscribe(sandbox, user):
     calendars, targets = [], []
     for provider in ("google", "microsoft"):
         for n in (1, 2):
-            remote = remote_account(sandbox.url, provider, f"{provider}{n}@example.com",
-                                    calendars=2)
-            _, cals = connect(user, remote)
+            _, cals, remote = connect_account(sandbox.url, user, provider,
+                                              f"{provider}{n}@example.com", calendars=2)
             writer = Writer(sandbox.url, remote)
             for calendar in cals:
                 assert sync_calendar(calendar).ok

@@ -18,26 +18,21 @@ from pathlib import Path
 
 import pytest
 import requests
-from private_postgres import private_database
-from sync_support import (
-    Writer,
-    connect,
-    free_port,
-    local_events,
-    process_env,
-    provider_events,
-    remote_account,
-    sandbox_state,
-    set_faults,
-    wait_http,
-)
 
 from apps.monitoring.models import Incident, JobRun
 from apps.webhooks.models import WebhookNotification, WebhookSubscription
+from bench.support import free_port, wait_http
+from tests.support.factories import connect_account
+from tests.support.outages import private_database
+from tests.support.processes import ROOT, child_env
+from tests.support.sandbox import (
+    Writer,
+    out_of_step,
+    set_faults,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 CRONTAB = "".join(f"* * * * * python manage.py {job} >> $LOG_DIR/cron.log 2>&1\n" for job in (
     "webhook_health_check --send-alerts", "poll_calendars --once", "subscription_maintenance"))
 JOBS = ("health_report", "poll_calendars", "subscription_maintenance")
@@ -96,8 +91,9 @@ def test_two_hosts_survive_losing_one_and_a_database_restart(sandbox, user, sett
                                                              tmp_path):
     started = time.monotonic()
     with private_database() as db:
-        env = process_env(
-            sandbox.url, GUNICORN_ACCESS_LOG="/dev/null", WORKER_IDLE_POLL_SECONDS="0.5",
+        env = child_env(
+            tmp_path, SANDBOX_URL=sandbox.url, GUNICORN_ACCESS_LOG="/dev/null",
+            WORKER_IDLE_POLL_SECONDS="0.5",
             WORKER_VISIBILITY_TIMEOUT_SECONDS="8", WORKER_HEARTBEAT_STALE_SECONDS="8",
             WORKER_RETRY_BASE_SECONDS="0.3", WORKER_RETRY_MAX_SECONDS="3",
             WEBHOOK_ALERT_CHANNELS="webhook",
@@ -143,8 +139,8 @@ def _fifty_calendars(sandbox, user, settings, hosts) -> tuple[list, list]:
     calendars, targets = [], []
     for n in range(25):
         provider = "google" if n % 2 else "microsoft"
-        remote = remote_account(sandbox.url, provider, f"user{n}@example.com", calendars=2)
-        _, cals = connect(user, remote)
+        _, cals, remote = connect_account(sandbox.url, user, provider, f"user{n}@example.com",
+                                          calendars=2)
         writer = Writer(sandbox.url, remote)
         for calendar in cals:
             # Half the channels deliver to each host (a load balancer's share).
@@ -195,9 +191,7 @@ def _converge(calendars, settings, seconds: float) -> int:
 
     deadline, polled = time.monotonic() + seconds, 0
     while time.monotonic() < deadline:
-        state = sandbox_state(settings.SANDBOX_URL)
-        behind = [c for c in calendars
-                  if local_events(c) != provider_events(state, c.provider_calendar_id)]
+        behind = out_of_step(settings.SANDBOX_URL, calendars)
         if not behind:
             return polled
         if time.monotonic() > deadline - seconds / 2:

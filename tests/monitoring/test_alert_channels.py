@@ -12,8 +12,8 @@ from apps.monitoring.alert_channels.email import EmailChannel
 from apps.monitoring.alert_channels.pagerduty import PagerDutyChannel
 from apps.monitoring.alert_channels.slack import SlackChannel
 from apps.monitoring.alert_channels.webhook import WebhookChannel
-from bench.sync import free_port  # nothing listens there: a refused connection
-from tests.monitoring.conftest import fault, sinks
+from bench.support import free_port
+from tests.support.sandbox import set_faults, sinks
 
 OPENED = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
 
@@ -27,7 +27,7 @@ def message(event: str = "opened", level: str = "critical") -> AlertMessage:
 
 def test_slack_posts_blocks_with_a_text_fallback(all_channels):
     SlackChannel().notify(message())
-    [received] = sinks(all_channels)["slack"]
+    [received] = sinks(all_channels.url)["slack"]
     body = received["body"]
     assert body["text"].startswith(":red_circle: [CRITICAL] 12 failed subscriptions")
     header, section, fields, context = body["blocks"]
@@ -39,13 +39,13 @@ def test_slack_posts_blocks_with_a_text_fallback(all_channels):
 
 def test_slack_says_when_an_incident_is_resolved(all_channels):
     SlackChannel().notify(message("resolved"))
-    body = sinks(all_channels)["slack"][0]["body"]
+    body = sinks(all_channels.url)["slack"][0]["body"]
     assert body["text"].startswith(":white_check_mark: [RESOLVED]")
 
 
 def test_the_webhook_channel_posts_the_whole_alert_as_json(all_channels):
     WebhookChannel().notify(message())
-    body = sinks(all_channels)["webhook"][0]["body"]
+    body = sinks(all_channels.url)["webhook"][0]["body"]
     assert body == {
         "source": "calendar-sync", "incident_key": "failed_subscriptions", "event": "opened",
         "level": "critical", "status": "open", "title": "12 failed subscriptions",
@@ -60,7 +60,7 @@ def test_pagerduty_triggers_and_resolves_with_the_incident_key(all_channels, set
     channel = PagerDutyChannel()
     channel.notify(message())
     channel.notify(message("resolved"))
-    trigger, resolve = (r["body"] for r in sinks(all_channels)["pagerduty"])
+    trigger, resolve = (r["body"] for r in sinks(all_channels.url)["pagerduty"])
     assert trigger["event_action"] == "trigger"
     assert trigger["dedup_key"] == resolve["dedup_key"] == "failed_subscriptions"
     assert trigger["routing_key"] == settings.PAGERDUTY_ROUTING_KEY
@@ -84,7 +84,7 @@ def test_email_goes_to_every_recipient(all_channels, mailoutbox):
 
 
 def test_a_refused_payload_is_a_permanent_failure(all_channels):
-    fault(all_channels, fail_next={"sinks.webhook": [400]})
+    set_faults(all_channels.url, fail_next={"sinks.webhook": [400]})
     with pytest.raises(DeliveryError) as failure:
         WebhookChannel().notify(message())
     assert failure.value.permanent
@@ -93,7 +93,7 @@ def test_a_refused_payload_is_a_permanent_failure(all_channels):
 
 @pytest.mark.parametrize("status", [500, 503, 429])
 def test_server_errors_and_throttling_are_worth_retrying(all_channels, status):
-    fault(all_channels, fail_next={"sinks.pagerduty": [status]})
+    set_faults(all_channels.url, fail_next={"sinks.pagerduty": [status]})
     with pytest.raises(DeliveryError) as failure:
         PagerDutyChannel().notify(message())
     assert not failure.value.permanent

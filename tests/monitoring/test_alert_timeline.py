@@ -18,23 +18,17 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
-from io import StringIO
 
 import pytest
 import time_machine
-from django.core.management import call_command
 from django.utils import timezone
 
 from apps.monitoring.models import AutoFallback, HealthSnapshot, Incident
 from apps.webhooks.models import WebhookNotification, WebhookSubscription
-from tests.monitoring.conftest import (
-    beat,
-    database_unreachable,
-    make_calendar,
-    make_notifications,
-    make_subscriptions,
-    seen,
-)
+from tests.support.commands import command
+from tests.support.factories import beat, make_calendar, make_notifications, make_subscriptions
+from tests.support.outages import database_unreachable
+from tests.support.sandbox import seen
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -72,12 +66,8 @@ class World:
                 status = "pending"
             make_notifications(sub, PER_MINUTE, status=status)
         with nullcontext() if self.database_up else database_unreachable():
-            try:
-                call_command("webhook_health_check", "--if-due", "--respond", "--send-alerts",
-                             stdout=StringIO())
-            except SystemExit:
-                pass
-        got = seen(self.sandbox, self.outbox)
+            command("webhook_health_check", "--if-due", "--respond", "--send-alerts")
+        got = seen(self.sandbox.url, self.outbox)
         for channel in CHANNELS:
             for key, event in got[channel][len(self.arrivals[channel]):]:
                 self.arrivals[channel].append((now, key, event))

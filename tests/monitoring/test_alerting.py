@@ -13,7 +13,8 @@ from django.utils import timezone
 from apps.monitoring.models import AlertDelivery, Incident
 from apps.monitoring.services import offline_incidents
 from apps.monitoring.services.alerting import AlertManager, RowStore
-from tests.monitoring.conftest import database_unreachable, fault, seen
+from tests.support.outages import database_unreachable
+from tests.support.sandbox import seen, set_faults
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -45,7 +46,7 @@ def test_an_incident_is_delivered_to_every_channel_once_when_it_opens(all_channe
                                                                        mailoutbox):
     run(doc(alert()))
     run(doc(alert()))
-    got = seen(all_channels, mailoutbox)
+    got = seen(all_channels.url, mailoutbox)
     for channel in ("email", "slack", "webhook"):
         assert got[channel] == [("failed_subscriptions", "opened")]
     assert got["pagerduty"] == [("failed_subscriptions", "trigger")]
@@ -57,11 +58,11 @@ def test_an_incident_is_delivered_to_every_channel_once_when_it_opens(all_channe
 
 def test_a_warning_does_not_page_and_a_rise_to_critical_does(all_channels, mailoutbox):
     run(doc(alert(level="warning")))
-    assert seen(all_channels, mailoutbox)["pagerduty"] == []
+    assert seen(all_channels.url, mailoutbox)["pagerduty"] == []
     run(doc(alert(level="critical")))
     run(doc(alert(level="warning")))   # falls back: nothing to say
     run(doc(alert(level="critical")))  # rises again to a level already announced: quiet
-    got = seen(all_channels, mailoutbox)
+    got = seen(all_channels.url, mailoutbox)
     assert got["slack"] == [("failed_subscriptions", "opened"),
                             ("failed_subscriptions", "escalated")]
     assert got["pagerduty"] == [("failed_subscriptions", "trigger")]
@@ -75,13 +76,13 @@ def test_an_open_incident_is_repeated_no_more_often_than_the_interval(all_channe
         run(doc(alert()))
         clock.shift(timedelta(minutes=59, seconds=59))
         run(doc(alert()))
-        assert len(seen(all_channels, mailoutbox)["webhook"]) == 1
+        assert len(seen(all_channels.url, mailoutbox)["webhook"]) == 1
         clock.shift(timedelta(seconds=1))
         run(doc(alert()))
         run(doc(alert()))
         clock.shift(timedelta(minutes=30))
         run(doc(alert()))
-    got = seen(all_channels, mailoutbox)
+    got = seen(all_channels.url, mailoutbox)
     assert got["webhook"] == [("failed_subscriptions", "opened"),
                               ("failed_subscriptions", "repeated")]
     assert len(got["pagerduty"]) == 2  # the same dedup_key: PagerDuty updates, not re-pages
@@ -92,7 +93,7 @@ def test_a_cleared_condition_is_resolved_with_a_message_to_every_channel_told(
     run(doc(alert(), alert("cache_down", "warning")))
     run(doc())
     run(doc())
-    got = seen(all_channels, mailoutbox)
+    got = seen(all_channels.url, mailoutbox)
     assert got["pagerduty"] == [("failed_subscriptions", "trigger"),
                                 ("failed_subscriptions", "resolve")]  # never told of cache_down
     assert sorted(got["webhook"]) == sorted([
@@ -108,15 +109,15 @@ def test_a_condition_that_returns_after_resolving_opens_a_new_incident(all_chann
     run(doc(alert()))
     run(doc())
     run(doc(alert()))
-    assert [e for _, e in seen(all_channels, mailoutbox)["slack"]] == [
+    assert [e for _, e in seen(all_channels.url, mailoutbox)["slack"]] == [
         "opened", "resolved", "opened"]
     assert Incident.objects.count() == 2
 
 
 def test_one_failing_channel_does_not_stop_the_others(all_channels, mailoutbox):
-    fault(all_channels, fail_next={"sinks.slack": [400]})
+    set_faults(all_channels.url, fail_next={"sinks.slack": [400]})
     summary = run(doc(alert()))
-    got = seen(all_channels, mailoutbox)
+    got = seen(all_channels.url, mailoutbox)
     assert got["slack"] == []
     assert len(got["email"]) == len(got["webhook"]) == len(got["pagerduty"]) == 1
     failed = AlertDelivery.objects.get(channel="slack")
@@ -126,9 +127,9 @@ def test_one_failing_channel_does_not_stop_the_others(all_channels, mailoutbox):
 
 
 def test_a_transient_failure_is_retried_and_every_attempt_recorded(all_channels, mailoutbox):
-    fault(all_channels, fail_next={"sinks.webhook": [503]})
+    set_faults(all_channels.url, fail_next={"sinks.webhook": [503]})
     run(doc(alert()))
-    assert len(seen(all_channels, mailoutbox)["webhook"]) == 1
+    assert len(seen(all_channels.url, mailoutbox)["webhook"]) == 1
     attempts = AlertDelivery.objects.filter(channel="webhook").order_by("attempt")
     assert [(a.attempt, a.succeeded, a.error[:8]) for a in attempts] == [
         (1, False, "HTTP 503"), (2, True, "")]
@@ -137,12 +138,12 @@ def test_a_transient_failure_is_retried_and_every_attempt_recorded(all_channels,
 def test_a_channel_that_kept_failing_gets_the_message_on_the_next_check(all_channels,
                                                                         mailoutbox, settings):
     settings.ALERT_DELIVERY_MAX_ATTEMPTS = 2
-    fault(all_channels, fail_next={"sinks.slack": [500, 500]})
+    set_faults(all_channels.url, fail_next={"sinks.slack": [500, 500]})
     run(doc(alert()))
-    assert seen(all_channels, mailoutbox)["slack"] == []
+    assert seen(all_channels.url, mailoutbox)["slack"] == []
     run(doc(alert()))
     run(doc(alert()))
-    got = seen(all_channels, mailoutbox)
+    got = seen(all_channels.url, mailoutbox)
     assert got["slack"] == [("failed_subscriptions", "opened")]
     assert len(got["webhook"]) == 1  # the others are not told twice
     assert AlertDelivery.objects.filter(channel="slack").count() == 3
@@ -154,7 +155,7 @@ def test_a_channel_that_crashes_is_recorded_and_the_others_still_deliver(all_cha
     run(doc(alert()))
     crashed = AlertDelivery.objects.get(channel="email")
     assert not crashed.succeeded and crashed.permanent_failure
-    assert len(seen(all_channels, mailoutbox)["slack"]) == 1
+    assert len(seen(all_channels.url, mailoutbox)["slack"]) == 1
 
 
 def test_a_crash_quoting_the_slack_url_leaks_it_neither_to_the_log_nor_the_record(
@@ -181,7 +182,7 @@ def test_overlapping_checks_do_not_both_repeat_an_incident(all_channels, mailout
         clock.shift(timedelta(minutes=2))
         run(doc(alert()))
         AlertManager().apply(RowStore(), stale, alert())
-    assert [e for _, e in seen(all_channels, mailoutbox)["webhook"]] == ["opened", "repeated"]
+    assert [e for _, e in seen(all_channels.url, mailoutbox)["webhook"]] == ["opened", "repeated"]
 
 
 def test_alerts_still_go_out_once_while_the_database_is_down(all_channels, mailoutbox,
@@ -190,28 +191,28 @@ def test_alerts_still_go_out_once_while_the_database_is_down(all_channels, mailo
     with database_unreachable():
         run(down)
         run(down)
-    got = seen(all_channels, mailoutbox)
+    got = seen(all_channels.url, mailoutbox)
     assert {c: len(v) for c, v in got.items()} == dict.fromkeys(ALL, 1)
     assert offline_incidents.load()[0]["key"] == "database_down"
 
     with time_machine.travel(T0, tick=False) as clock:
         run(doc())  # the database is back: clearing, nothing sent yet
         assert Incident.objects.get(key="database_down").is_open
-        assert len(seen(all_channels, mailoutbox)["pagerduty"]) == 1
+        assert len(seen(all_channels.url, mailoutbox)["pagerduty"]) == 1
         clock.shift(timedelta(seconds=settings.ALERT_RESOLVE_AFTER_SECONDS))
         run(doc())
     incident = Incident.objects.get(key="database_down")
     assert incident.resolved_at is not None
     assert incident.deliveries.filter(event="opened", succeeded=True).count() == 4
     assert incident.deliveries.filter(event="resolved", succeeded=True).count() == 4
-    assert seen(all_channels, mailoutbox)["pagerduty"][-1] == ("database_down", "resolve")
+    assert seen(all_channels.url, mailoutbox)["pagerduty"][-1] == ("database_down", "resolve")
     assert offline_incidents.load() == []
 
 
 def test_secrets_never_reach_a_recorded_error(all_channels, mailoutbox, settings):
     settings.SLACK_WEBHOOK_URL = "http://127.0.0.1:1/services/T0/B0/SECRETPATH"
     settings.ALERT_DELIVERY_MAX_ATTEMPTS = 1
-    fault(all_channels, fail_next={"sinks.pagerduty": [400]})
+    set_faults(all_channels.url, fail_next={"sinks.pagerduty": [400]})
     run(doc(alert()))
     errors = " ".join(AlertDelivery.objects.values_list("error", flat=True))
     assert "SECRETPATH" not in errors
@@ -222,7 +223,7 @@ def test_secrets_never_reach_a_recorded_error(all_channels, mailoutbox, settings
 
 def events(all_channels, mailoutbox, key: str = "failed_subscriptions") -> dict[str, list]:
     return {c: [e for k, e in got if k == key]
-            for c, got in seen(all_channels, mailoutbox).items()}
+            for c, got in seen(all_channels.url, mailoutbox).items()}
 
 
 def test_a_flapping_condition_is_opened_once_and_resolved_once_after_staying_clear(

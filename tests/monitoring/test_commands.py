@@ -4,33 +4,18 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from io import StringIO
 
 import pytest
 import time_machine
-from django.core.management import call_command
 
 from apps.monitoring.models import HealthSnapshot, Incident
 from calendar_sync import health_schedule
-from tests.monitoring.conftest import (
-    beat,
-    make_notifications,
-    make_subscriptions,
-    seen,
-)
+from tests.support.commands import command
+from tests.support.factories import beat, make_notifications, make_subscriptions
+from tests.support.sandbox import seen
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
-
-
-def command(name: str, *args: str) -> tuple[int, str, str]:
-    out, err = StringIO(), StringIO()
-    try:
-        call_command(name, *args, stdout=out, stderr=err)
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    return code, out.getvalue(), err.getvalue()
 
 
 # --- webhook_health_check ------------------------------------------------------------------
@@ -76,7 +61,7 @@ def test_send_alerts_delivers_the_incidents(all_channels, mailoutbox, live_worke
     code, out, _ = command("webhook_health_check", "--send-alerts")
     assert code == 2
     assert "opened failed_subscriptions -> pagerduty: ok" in out
-    assert ("failed_subscriptions", "trigger") in seen(all_channels, mailoutbox)["pagerduty"]
+    assert ("failed_subscriptions", "trigger") in seen(all_channels.url, mailoutbox)["pagerduty"]
 
 
 def test_if_due_does_nothing_until_the_stored_interval_has_elapsed(live_worker, settings):

@@ -8,17 +8,13 @@ Needs Debian's ``chromium`` (``.ci/run`` installs it); skipped only when it is a
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from datetime import timedelta
-from pathlib import Path
-from urllib.parse import quote
 
-import pytest
 from django.utils import timezone
 
 from apps.monitoring.models import HealthSnapshot, Incident
-from tests.monitoring.conftest import (
+from tests.support.browser import CHROMIUM_MARKS, chromium, signed_in
+from tests.support.factories import (
     beat,
     make_api_call,
     make_calendar,
@@ -26,23 +22,8 @@ from tests.monitoring.conftest import (
     make_subscriptions,
 )
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed"),
-    pytest.mark.urls("tests.monitoring.browser_urls"),
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = CHROMIUM_MARKS
 PAGE = "/webhooks/monitoring/"
-
-
-def chromium(profile: Path, url: str, *flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--no-first-run", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-         "--window-size=1400,2000", *flags, url],
-        capture_output=True, text=True, timeout=90,
-    )
 
 
 def a_day_of_activity() -> None:
@@ -67,7 +48,7 @@ def a_day_of_activity() -> None:
 def test_the_page_loads_for_staff_without_console_errors_and_its_charts_have_data(
         live_server, staff_user, tmp_path):
     a_day_of_activity()
-    url = f"{live_server.url}/__test__/sign-in/?user={staff_user.username}&next={quote(PAGE)}"
+    url = signed_in(live_server, staff_user, PAGE)
 
     run = chromium(tmp_path / "profile", url, "--dump-dom")
     assert run.returncode == 0, run.stderr[-2000:]

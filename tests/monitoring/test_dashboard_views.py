@@ -8,7 +8,7 @@ import pytest
 import time_machine
 
 from apps.monitoring.models import HealthSnapshot, Incident
-from tests.monitoring.conftest import (
+from tests.support.factories import (
     beat,
     make_api_call,
     make_calendar,

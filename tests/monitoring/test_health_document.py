@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
 from apps.monitoring.services.health_document import get_system_health
-from tests.monitoring.conftest import (
-    beat,
-    database_unreachable,
-    make_calendar,
-    make_notifications,
-    make_subscriptions,
-)
+from tests.support.factories import beat, make_calendar, make_notifications, make_subscriptions
+from tests.support.outages import GONE, database_unreachable, printed_without_database
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db
 
 
@@ -159,18 +149,12 @@ def test_an_unreachable_database_is_critical_and_does_not_raise(live_worker):
 
 
 def test_a_database_server_that_is_gone_gives_a_critical_document():
-    code = ("import django, json; django.setup(); "
-            "from apps.monitoring.services.health_document import get_system_health; "
-            "print(json.dumps(get_system_health()))")
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="settings.test",
-               DATABASE_URL="postgres://postgres@127.0.0.1:1/calendar_sync")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    health = json.loads(out.stdout.strip().splitlines()[-1])
+    health, printed = printed_without_database(
+        "from apps.monitoring.services.health_document import get_system_health; "
+        "print(json.dumps(get_system_health()))")
     assert health["status"] == "critical"
     assert [a["key"] for a in health["alerts"]] == ["database_down"]
-    assert "127.0.0.1:1" not in out.stdout
+    assert GONE not in printed
 
 
 def test_a_dead_worker_is_critical_when_notifications_wait(calendar):

@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 
 from apps.monitoring.models import JobRun
 from apps.monitoring.services.health_document import get_system_health
-from tests.monitoring.conftest import make_calendar, make_notifications, make_subscriptions
+from tests.support.factories import make_calendar, make_notifications, make_subscriptions
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 3, 2, 10, 0, 20, tzinfo=UTC)

@@ -7,16 +7,15 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from apps.monitoring.models import HealthSnapshot, Incident
 from calendar_sync import metrics as shared_metrics
-from tests.monitoring.conftest import make_subscriptions
+from tests.support.factories import make_subscriptions
+from tests.support.processes import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db
 
 

@@ -13,21 +13,16 @@ from django.utils import timezone
 from apps.monitoring.models import HealthSnapshot, Incident
 from apps.monitoring.services.alerting import AlertManager
 from apps.monitoring.services.health_document import get_system_health
-from tests.monitoring.conftest import (
-    beat,
-    make_calendar,
-    make_notifications,
-    make_subscriptions,
-    sinks,
-)
-from tests.monitoring.test_commands import command
+from tests.support.commands import command
+from tests.support.factories import beat, make_calendar, make_notifications, make_subscriptions
+from tests.support.sandbox import sinks
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2025, 3, 3, 13, 45, tzinfo=UTC)
 
 
 def slack_texts(sandbox) -> list[str]:
-    return [entry["body"]["text"] for entry in sinks(sandbox)["slack"]]
+    return [entry["body"]["text"] for entry in sinks(sandbox.url)["slack"]]
 
 
 def test_an_alert_names_the_objects_the_advice_and_the_host(all_channels, mailoutbox,
@@ -43,7 +38,7 @@ def test_an_alert_names_the_objects_the_advice_and_the_host(all_channels, mailou
     assert body.count("- Team Room (") == 10 and "HTTP 403 from Google" in body
     assert f"{settings.WEBHOOK_BASE_URL}/admin/webhooks/webhooksubscription/" in body
     assert f"Where: staging-eu on {socket.gethostname()}" in body
-    webhook = next(e["body"] for e in sinks(all_channels)["webhook"]
+    webhook = next(e["body"] for e in sinks(all_channels.url)["webhook"]
                    if e["body"]["incident_key"] == "failed_subscriptions")
     assert webhook["details"]["affected"]["total"] == 12
     assert len(webhook["details"]["affected"]["items"]) == 10
@@ -80,7 +75,7 @@ def test_a_dead_worker_and_the_backlog_it_causes_are_one_incident(all_channels, 
     assert "notifications waiting over 5 min" in health["alerts"][0]["message"]
     AlertManager().process(health)
     assert list(Incident.objects.values_list("key", flat=True)) == ["worker_stale"]
-    assert len([e for e in sinks(all_channels)["pagerduty"]]) == 1
+    assert len([e for e in sinks(all_channels.url)["pagerduty"]]) == 1
 
 
 def test_a_resolved_message_says_what_recovered(all_channels, mailoutbox, settings):
@@ -105,7 +100,7 @@ def test_send_test_alert_reaches_every_channel(all_channels, mailoutbox):
     assert code == 0, out
     for name in ("email", "slack", "webhook", "pagerduty"):
         assert f"[  ok] test alert via {name}: delivered" in out
-    got = sinks(all_channels)
+    got = sinks(all_channels.url)
     assert [e["body"]["event_action"] for e in got["pagerduty"]] == ["trigger", "resolve"]
     assert "Test alert" in mailoutbox[0].subject
     assert not Incident.objects.exists()

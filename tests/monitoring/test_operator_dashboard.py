@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from urllib.parse import quote
 
 import pytest
 from django.utils import timezone
@@ -13,8 +12,8 @@ from django.utils import timezone
 from apps.calendars.models import CalendarAccount
 from apps.monitoring.models import AutoFallback, HealthSnapshot, Incident, ProviderApiCall
 from apps.webhooks.services.subscriptions.flags import set_runtime_switch
-from tests.monitoring.conftest import beat, make_calendar, make_subscriptions
-from tests.monitoring.test_dashboard_browser import CHROMIUM, chromium
+from tests.support.browser import chromium, in_chromium, signed_in
+from tests.support.factories import beat, make_calendar, make_subscriptions
 
 PAGE = "/webhooks/monitoring/"
 
@@ -82,13 +81,11 @@ def test_the_page_lists_what_is_broken_with_admin_links(staff_client, settings):
     assert "Alerts not delivered." in control
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
-@pytest.mark.urls("tests.monitoring.browser_urls")
-@pytest.mark.django_db(transaction=True)
+@in_chromium
 def test_the_3am_sections_render_in_chromium_without_console_errors(live_server, staff_user,
                                                                    tmp_path):
     a_bad_night()
-    url = f"{live_server.url}/__test__/sign-in/?user={staff_user.username}&next={quote(PAGE)}"
+    url = signed_in(live_server, staff_user, PAGE)
     run = chromium(tmp_path / "profile", url, "--dump-dom")
     assert run.returncode == 0, run.stderr[-2000:]
     assert [line for line in run.stderr.splitlines() if ":CONSOLE" in line] == []

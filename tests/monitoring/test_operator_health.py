@@ -14,7 +14,7 @@ from apps.monitoring.services.health_document import get_system_health
 from apps.webhooks.models import WebhookSubscription
 from apps.webhooks.services.subscriptions.flags import set_runtime_switch
 from calendar_sync import health_schedule
-from tests.monitoring.conftest import make_calendar, make_subscriptions
+from tests.support.factories import make_calendar, make_subscriptions
 
 pytestmark = pytest.mark.django_db
 

@@ -7,13 +7,13 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from calendar_sync import sli
+from tests.support.processes import ROOT
 
-RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
+RULES = ROOT / "deploy" / "prometheus"
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess:

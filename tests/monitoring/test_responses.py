@@ -13,7 +13,8 @@ from apps.monitoring.services.health_document import get_system_health
 from apps.monitoring.services.responses import respond
 from apps.webhooks.models import WebhookSubscription
 from calendar_sync import health_schedule
-from tests.monitoring.conftest import database_unreachable, make_calendar, make_subscriptions
+from tests.support.factories import make_calendar, make_subscriptions
+from tests.support.outages import database_unreachable
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from apps.webhooks.models import WorkerHeartbeat
-from tests.monitoring.conftest import beat
+from tests.support.factories import beat
 
 pytestmark = pytest.mark.django_db
 

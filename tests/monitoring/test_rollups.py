@@ -13,7 +13,7 @@ from apps.monitoring.models import CalendarHourRollup, SliRollup, StatusHour
 from apps.monitoring.services import dashboard, rollups
 from apps.webhooks.models import WebhookNotification
 from calendar_sync import sli
-from tests.monitoring.conftest import make_calendar, make_subscriptions
+from tests.support.factories import beat, make_calendar, make_notifications, make_subscriptions
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2025, 3, 10, 12, 30, tzinfo=UTC)
@@ -80,8 +80,6 @@ def test_a_database_older_than_the_rollups_gets_them_rebuilt_from_its_notificati
 def test_the_health_and_dashboard_queries_do_not_grow_with_the_traffic(client, staff_user):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
-
-    from tests.monitoring.conftest import beat, make_notifications
 
     client.force_login(staff_user)
     beat()

@@ -15,7 +15,7 @@ from apps.monitoring.models import Incident, JobRun
 from apps.monitoring.services.health_cycle import run_health_cycle
 from apps.monitoring.services.watchdog import STALE_KEY, watch_scheduler
 from calendar_sync import health_schedule
-from tests.monitoring.conftest import seen
+from tests.support.sandbox import seen
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 EVERY_CHANNEL = ["email", "slack", "webhook", "pagerduty"]
@@ -43,7 +43,7 @@ def test_stopped_schedulers_are_alerted_to_every_channel_once_and_resolved_on_re
     while minute <= 5:
         _workers_watch(T0 + timedelta(minutes=minute))
         minute += 0.5
-    got = seen(all_channels, mailoutbox)
+    got = seen(all_channels.url, mailoutbox)
     for channel in EVERY_CHANNEL:
         assert [e for k, e in got[channel] if k == STALE_KEY] in (["opened"], ["trigger"]), got
     incident = Incident.objects.get(key=STALE_KEY)
@@ -54,7 +54,7 @@ def test_stopped_schedulers_are_alerted_to_every_channel_once_and_resolved_on_re
     _health_check_job_ran(T0 + timedelta(minutes=9))
     _workers_watch(T0 + timedelta(minutes=9, seconds=30))
     _workers_watch(T0 + timedelta(minutes=10))
-    got = seen(all_channels, mailoutbox)
+    got = seen(all_channels.url, mailoutbox)
     for channel in EVERY_CHANNEL:
         events = [e for k, e in got[channel] if k == STALE_KEY]
         assert events in (["opened", "resolved"], ["trigger", "resolve"]), (channel, events)

@@ -5,11 +5,9 @@ database is down; finished notifications) and where people see them (/metrics, t
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from io import StringIO
 
 import pytest
 import time_machine
-from django.core.management import call_command
 
 from apps.monitoring.models import Incident, SliRollup
 from apps.monitoring.services import slo
@@ -17,13 +15,10 @@ from apps.monitoring.services.health_document import get_system_health
 from apps.webhooks.models import WebhookNotification, WebhookSubscription
 from apps.webhooks.services.queue import notification_rows
 from calendar_sync import sli
-from tests.monitoring.conftest import (
-    beat,
-    database_unreachable,
-    make_calendar,
-    make_subscriptions,
-    seen,
-)
+from tests.support.commands import command
+from tests.support.factories import beat, connect_account, make_calendar, make_subscriptions
+from tests.support.outages import database_unreachable
+from tests.support.sandbox import Writer, seen
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
@@ -43,11 +38,7 @@ def traffic(start: datetime, end: datetime, step: timedelta, *, requests: int = 
 
 
 def health_check(send_alerts: bool = True) -> None:
-    args = ["webhook_health_check", "--if-due"] + (["--send-alerts"] if send_alerts else [])
-    try:
-        call_command(*args, stdout=StringIO())
-    except SystemExit:
-        pass
+    command("webhook_health_check", "--if-due", *(["--send-alerts"] if send_alerts else []))
 
 
 def slo_incidents() -> dict[str, str]:
@@ -94,7 +85,7 @@ def test_a_total_outage_pages_everywhere_within_five_minutes(all_channels, mailo
                 paged_after = minute
     assert slo_incidents() == {"slo_availability": "critical"}
     assert paged_after is not None and paged_after <= 5
-    got = seen(all_channels, mailoutbox)
+    got = seen(all_channels.url, mailoutbox)
     assert ("slo_availability", "trigger") in got["pagerduty"]
     assert ("slo_availability", "opened") in got["slack"]
 
@@ -237,15 +228,13 @@ def test_the_page_shows_both_slos_the_budget_burn_and_a_week_of_status(client, s
                                                      (timedelta(minutes=3), 0)])
 def test_a_change_seen_only_by_polling_minutes_later_is_stale(sandbox, user, provider,
                                                               polled_after, fresh):
-    from sync_support import Writer, connect, remote_account
-
     from apps.calendars.models import Calendar
     from apps.calendars.services.polling import poll_due_calendars
     from apps.calendars.services.sync_engine import sync_calendar
     from apps.monitoring.models import ChangeLagBucket
 
-    remote = remote_account(sandbox.url, provider, f"late-{provider}@example.com")
-    _, (calendar,) = connect(user, remote)
+    _, (calendar,), remote = connect_account(sandbox.url, user, provider,
+                                             f"late-{provider}@example.com")
     sync_calendar(calendar)  # the first (full) sync: old events are not changes
     Writer(sandbox.url, remote).create(remote.calendar_ids[0], "lunch")
     Calendar.objects.filter(pk=calendar.pk).update(

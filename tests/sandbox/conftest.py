@@ -1,5 +1,5 @@
-"""Fixtures for the provider sandbox's own tests: one server per session, reset per test, and a
-tiny local HTTP receiver standing in for the project's webhook endpoints.
+"""Fixtures for the provider sandbox's own tests: the session's server reset per test with
+pushes retried quickly, and authenticated clients.
 
 No Django here: run alone with `pytest -p no:django --confcutdir=tests/sandbox tests/sandbox`,
 or as part of the full suite.
@@ -8,8 +8,7 @@ or as part of the full suite.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from http.server import ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,12 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from sandbox_helpers import Api, Receiver, start_receiver  # noqa: E402
-
 from sandbox.server import SandboxServer  # noqa: E402
+from tests.support.sandbox_http import Api  # noqa: E402
 
-
-@pytest.fixture(scope="session")
-def sandbox_server() -> Iterator[SandboxServer]:
-    srv = SandboxServer(host="127.0.0.1", port=0, seed=0).start()
-    yield srv
-    srv.stop()
+if "tests.support.fixtures" not in sys.modules:
+    # Run alone, without the root conftest that registers the shared fixtures for the suite.
+    from tests.support.fixtures import make_receiver, receiver, sandbox_server  # noqa: F401
 
 
 @pytest.fixture
@@ -59,23 +54,3 @@ def google(admin: Api) -> tuple[Api, dict[str, Any]]:
 def graph(admin: Api) -> tuple[Api, dict[str, Any]]:
     acct = admin.account("microsoft", "bob@example.com")
     return Api(admin.base_url, acct["access_token"]), acct
-
-
-@pytest.fixture
-def make_receiver() -> Iterator[Callable[[], Receiver]]:
-    servers: list[ThreadingHTTPServer] = []
-
-    def make() -> Receiver:
-        receiver, server = start_receiver()
-        servers.append(server)
-        return receiver
-
-    yield make
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-
-
-@pytest.fixture
-def receiver(make_receiver: Callable[[], Receiver]) -> Receiver:
-    return make_receiver()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 
-from sandbox_helpers import Api, Receiver
-
 from sandbox.server import SandboxServer
+from tests.support.sandbox_http import Api, Receiver
 
 CAL_LIST = "/calendar/v3/users/me/calendarList"
 CAL = "/calendar/v3/calendars/alice%40example.com"

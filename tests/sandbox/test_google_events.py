@@ -8,7 +8,8 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sandbox_helpers import Api
+
+from tests.support.sandbox_http import Api
 
 CAL = "/calendar/v3/calendars/alice%40example.com"
 EVENTS = CAL + "/events"

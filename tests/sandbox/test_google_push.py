@@ -6,9 +6,8 @@ import time
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from sandbox_helpers import Answer, Api, Receiver
-
 from sandbox.server import SandboxServer
+from tests.support.sandbox_http import Answer, Api, Receiver
 
 CAL = "/calendar/v3/calendars/alice%40example.com"
 WATCH = CAL + "/events/watch"

@@ -6,7 +6,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sandbox_helpers import Api
+
+from tests.support.sandbox_http import Api
 
 WINDOW = {"startDateTime": "2024-01-01T00:00:00Z", "endDateTime": "2024-02-01T00:00:00Z"}
 

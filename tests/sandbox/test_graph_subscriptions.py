@@ -6,9 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sandbox_helpers import Answer, Api, Receiver
-
 from sandbox.server import SandboxServer
+from tests.support.sandbox_http import Answer, Api, Receiver
 
 VALIDATION_FAILED = ("Subscription validation request failed. Notification endpoint must "
                      "respond with 200 OK to validation request.")

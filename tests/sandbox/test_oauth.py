@@ -6,7 +6,7 @@ import base64
 import hashlib
 from urllib.parse import parse_qs, urlsplit
 
-from sandbox_helpers import Api
+from tests.support.sandbox_http import Api
 
 REDIRECT = "http://127.0.0.1:8000/accounts/google/callback/"
 VERIFIER = "v" * 50

@@ -31,7 +31,8 @@ from msgraph.generated.users.item.calendars.item.calendar_view.delta.delta_reque
 )
 from msgraph.graph_request_adapter import options as SDK_MIDDLEWARE_OPTIONS
 from msgraph_core import GraphClientFactory
-from sandbox_helpers import Api, Receiver
+
+from tests.support.sandbox_http import Api, Receiver
 
 # The generated SDK warns about its own request-configuration classes on every call.
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:msgraph"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sandbox_helpers import Api
+from tests.support.sandbox_http import Api
 
 SLACK = "/_sandbox/sinks/slack/T000/B000/XXXX"
 TRIGGER = {"routing_key": "R" * 32, "event_action": "trigger",

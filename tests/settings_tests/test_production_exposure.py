@@ -7,7 +7,8 @@ import json
 
 import pytest
 from cryptography.fernet import Fernet
-from test_settings_modules import _run
+
+from tests.support.processes import run_settings
 
 PROBE = ("import django, json; from django.conf import settings; django.setup(); "
          "print(json.dumps({'hosts': settings.ALLOWED_HOSTS}))")
@@ -23,20 +24,20 @@ def production_env(**extra: str) -> dict[str, str]:
 @pytest.mark.parametrize("extra", [{"METRICS_TOKEN": ""}, {"METRICS_TOKEN": "",
                                                            "METRICS_PUBLIC": "false"}])
 def test_an_anonymous_metrics_endpoint_stops_production_start_up(extra):
-    out = _run("settings.production", production_env(**extra), PROBE)
+    out = run_settings("settings.production", "-c", PROBE, **production_env(**extra))
     assert out.returncode != 0
     assert "METRICS_TOKEN" in out.stderr
 
 
 def test_an_anonymous_metrics_endpoint_is_allowed_when_declared_public():
-    out = _run("settings.production", production_env(METRICS_TOKEN="", METRICS_PUBLIC="true"),
-               PROBE)
+    out = run_settings("settings.production", "-c", PROBE,
+                       **production_env(METRICS_TOKEN="", METRICS_PUBLIC="true"))
     assert out.returncode == 0, out.stderr
 
 
 def test_production_has_no_wildcard_host_default():
-    out = _run("settings.production", production_env(ALLOWED_HOSTS=""), PROBE)
+    out = run_settings("settings.production", "-c", PROBE, **production_env(ALLOWED_HOSTS=""))
     assert out.returncode != 0
     assert "ALLOWED_HOSTS" in out.stderr
-    out = _run("settings.production", production_env(), PROBE)
+    out = run_settings("settings.production", "-c", PROBE, **production_env())
     assert json.loads(out.stdout)["hosts"] == ["sync.example.com"]

@@ -2,13 +2,12 @@
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.processes import ROOT, run_settings
+
 PROBE = (
     "import django, json; from django.conf import settings; django.setup(); "
     "print(json.dumps({k: getattr(settings, k) for k in ("
@@ -24,21 +23,13 @@ def _var_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("LOG_DIR", str(tmp_path / "log"))
 
 
-def _run(module: str, extra_env: dict[str, str], code: str = PROBE, *args: str):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("WEBHOOK_", "SECRET_KEY", "FIELD_ENCRYPTION_KEY"))}
-    env.update({"DJANGO_SETTINGS_MODULE": module, **extra_env})
-    cmd = [sys.executable, "-c", code] if code else [sys.executable, "manage.py", *args]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-
-
 @pytest.mark.parametrize(
     "phase, rollout, user_rollout",
     [("1", 0, 0), ("2", 0, 0), ("3", 100, 10), ("4", 100, 75), ("5", 100, 100)],
 )
 def test_each_deployment_phase_applies_its_rollout(phase, rollout, user_rollout):
-    out = _run("settings.development",
-               {"WEBHOOK_DEPLOYMENT_PHASE": phase, "WEBHOOK_EARLY_ADOPTERS": "Ann@Example.com"})
+    out = run_settings("settings.development", "-c", PROBE, WEBHOOK_DEPLOYMENT_PHASE=phase,
+                       WEBHOOK_EARLY_ADOPTERS="Ann@Example.com")
     assert out.returncode == 0, out.stderr
     values = json.loads(out.stdout)
     assert values["WEBHOOK_DEPLOYMENT_PHASE"] == int(phase)
@@ -48,7 +39,7 @@ def test_each_deployment_phase_applies_its_rollout(phase, rollout, user_rollout)
 
 
 def test_a_malformed_value_stops_start_up_and_names_the_variable():
-    out = _run("settings.development", {"WEBHOOK_ROLLOUT_PERCENTAGE": "ten"})
+    out = run_settings("settings.development", "-c", PROBE, WEBHOOK_ROLLOUT_PERCENTAGE="ten")
     assert out.returncode != 0
     assert "WEBHOOK_ROLLOUT_PERCENTAGE" in out.stderr
 
@@ -57,7 +48,7 @@ def test_a_malformed_value_stops_start_up_and_names_the_variable():
 def test_production_refuses_to_start_without_its_secrets(missing):
     env = {"SECRET_KEY": "s" * 60, "FIELD_ENCRYPTION_KEY": "k" * 44}
     env.pop(missing)
-    out = _run("settings.production", env)
+    out = run_settings("settings.production", "-c", PROBE, **env)
     assert out.returncode != 0
     assert missing in out.stderr
 
@@ -70,8 +61,8 @@ def test_production_passes_the_deploy_check_when_configured():
     env = {"SECRET_KEY": secrets.token_urlsafe(50),
            "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
            "ALLOWED_HOSTS": "sync.example.com", "METRICS_TOKEN": secrets.token_hex(24)}
-    out = _run("settings.production", env, "", "check", "--deploy",
-               "--fail-level", "WARNING")
+    out = run_settings("settings.production", "manage.py", "check", "--deploy",
+                       "--fail-level", "WARNING", **env)
     assert out.returncode == 0, out.stdout + out.stderr
 
 

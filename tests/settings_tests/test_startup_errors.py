@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from bench.support import free_port
+from tests.support.processes import run_settings
 
 
 def run(*args: str, module: str = "settings.development", program: tuple = ("manage.py",),
         **extra: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("WEBHOOK_", "LOG_", "GUNICORN_", "SECRET_KEY"))}
-    env.update({"DJANGO_SETTINGS_MODULE": module, "VAR_DIR": "/tmp/calendar-sync-test-var",
-                "LOG_DIR": "/tmp/calendar-sync-test-var/log", **extra})
-    return subprocess.run([sys.executable, *program, *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return run_settings(module, *program, *args, **extra)
 
 
 @pytest.mark.parametrize("variable, value, named", [
@@ -60,7 +46,7 @@ def test_traceback_or_verbosity_3_still_show_the_detail():
 @pytest.mark.parametrize("command", [("poll_calendars", "--once"),
                                      ("cleanup_webhook_data", "--days=30"), ("migrate",)])
 def test_a_database_that_is_down_is_named_with_its_host(command):
-    port = _free_port()
+    port = free_port()
     out = run(*command, module="settings.test",
               DATABASE_URL=f"postgres://postgres@127.0.0.1:{port}/nothing_here")
     assert out.returncode == 1
@@ -83,7 +69,7 @@ def test_the_health_check_help_lists_its_exit_codes():
 def test_gunicorn_refuses_a_malformed_worker_count_in_one_line():
     out = run("-c", "gunicorn.conf.py", "calendar_sync.wsgi:application",
               program=("-m", "gunicorn"), GUNICORN_WORKERS="abc",
-              GUNICORN_BIND=f"127.0.0.1:{_free_port()}")
+              GUNICORN_BIND=f"127.0.0.1:{free_port()}")
     assert out.returncode != 0
     assert "GUNICORN_WORKERS must be an integer" in out.stderr
     assert "Traceback" not in out.stderr
@@ -92,7 +78,7 @@ def test_gunicorn_refuses_a_malformed_worker_count_in_one_line():
 def test_gunicorn_refuses_a_bad_django_setting_before_starting_workers():
     out = run("-c", "gunicorn.conf.py", "calendar_sync.wsgi:application",
               program=("-m", "gunicorn"), LOG_LEVEL="verbose",
-              GUNICORN_BIND=f"127.0.0.1:{_free_port()}")
+              GUNICORN_BIND=f"127.0.0.1:{free_port()}")
     assert out.returncode != 0
     assert "LOG_LEVEL must be one of" in out.stderr and "Traceback" not in out.stderr
 
@@ -115,7 +101,7 @@ def test_a_rollout_percentage_contradicting_the_phase_is_refused():
 
 
 def test_an_unreachable_cache_is_named_with_its_host():
-    port = _free_port()
+    port = free_port()
     out = run("shell", "-c", "from django.core.cache import cache; cache.get('x')",
               module="settings.test", REDIS_URL=f"redis://127.0.0.1:{port}/13")
     assert out.returncode == 1

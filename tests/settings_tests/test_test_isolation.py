@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django_redis import get_redis_connection
 
-from tests.conftest import forget_test_cache_keys
+from tests.support.fixtures import forget_test_cache_keys
 
 
 def test_keys_outside_the_test_prefix_survive():

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from subscription_support import push_address_nowhere
+
+from tests.support.sandbox import push_address_nowhere
 
 
 @pytest.fixture
@@ -12,3 +13,10 @@ def push_nowhere(sandbox, settings) -> str:
     that create channels but need no notification delivered."""
     settings.WEBHOOK_BASE_URL = push_address_nowhere(sandbox.url)
     return settings.WEBHOOK_BASE_URL
+
+
+@pytest.fixture
+def receivers(live_server, settings) -> str:
+    """The receivers on a live server, where new channels deliver (WEBHOOK_BASE_URL)."""
+    settings.WEBHOOK_BASE_URL = live_server.url
+    return live_server.url

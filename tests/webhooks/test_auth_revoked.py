@@ -7,14 +7,6 @@ from __future__ import annotations
 import pytest
 import requests
 import time_machine
-from subscription_support import (
-    call_count,
-    connect_account,
-    follow_clock,
-    polling_pass,
-    remote_channels,
-    set_faults,
-)
 
 from apps.calendars.models import Calendar, CalendarAccount
 from apps.calendars.providers.errors import AuthRevoked
@@ -22,6 +14,9 @@ from apps.webhooks.models import WebhookSubscription
 from apps.webhooks.services.subscriptions.maintenance import run_maintenance
 from apps.webhooks.services.subscriptions.push_channels import handle_auth_revoked
 from apps.webhooks.services.subscriptions.renewal import create_subscription
+from tests.support.factories import connect_account
+from tests.support.sandbox import call_count, follow_clock, remote_channels, set_faults
+from tests.support.subscriptions import polling_pass
 
 pytestmark = pytest.mark.django_db
 

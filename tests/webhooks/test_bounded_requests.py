@@ -9,8 +9,9 @@ import logging
 import time
 
 import pytest
-from test_microsoft_receiver import change_item
-from webhook_cases import counter, make_microsoft_calendar, make_subscription
+from webhook_cases import change_item, counter
+
+from tests.support.factories import make_microsoft_calendar, make_subscription
 
 URL = "/webhooks/microsoft/"
 

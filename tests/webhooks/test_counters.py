@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 import time_machine
-from test_ingest import run_together
 
 from apps.webhooks.models import OrphanChannel, WebhookCounter
 from apps.webhooks.services.receiving import counters
 from apps.webhooks.services.ttl_cache import reset_all
+from tests.support.concurrency import run_together
 
 
 @pytest.mark.django_db

@@ -6,18 +6,13 @@ from __future__ import annotations
 import pytest
 import requests
 import time_machine
-from subscription_support import (
-    connect_account,
-    follow_clock,
-    fresh_access_token,
-    remote_channels,
-    set_faults,
-)
 
 from apps.calendars.providers.google import GoogleClient
 from apps.webhooks.models import WebhookNotification, WebhookSubscription
 from apps.webhooks.services.subscriptions.maintenance import run_maintenance
 from apps.webhooks.services.subscriptions.renewal import create_subscription, renew_subscription
+from tests.support.factories import connect_account
+from tests.support.sandbox import follow_clock, fresh_access_token, remote_channels, set_faults
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

@@ -7,32 +7,12 @@ from datetime import UTC, datetime
 
 import pytest
 import time_machine
-from webhook_cases import WebhookCases, counter, make_subscription
+from webhook_cases import RESOURCE_ID, WebhookCases, counter, google_headers, post
 
 from apps.webhooks.models import WebhookNotification
+from tests.support.factories import make_subscription
 
 URL = "/webhooks/google/"
-RESOURCE_ID = "ret08u3rv24htgh289g"
-
-
-def google_headers(channel_id, token, n=1, state="exists", resource_id=RESOURCE_ID) -> dict:
-    headers = {
-        "X-Goog-Channel-ID": channel_id,
-        "X-Goog-Message-Number": str(n),
-        "X-Goog-Resource-ID": resource_id,
-        "X-Goog-Resource-State": state,
-        "X-Goog-Resource-URI": "https://www.googleapis.com/calendar/v3/calendars/primary/events",
-        "X-Goog-Channel-Expiration": "Tue, 19 Nov 2030 01:13:52 GMT",
-        "User-Agent": "APIs-Google; (+https://developers.google.com/webmasters/APIs-Google.html)",
-    }
-    if token is not None:
-        headers["X-Goog-Channel-Token"] = token
-    return headers
-
-
-def post(client, headers):
-    # Google sends an empty body.
-    return client.post(URL, data=b"", content_type="application/octet-stream", headers=headers)
 
 
 class TestGoogleReceiver(WebhookCases):

@@ -7,15 +7,11 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from subscription_support import (
-    call_count,
-    connect_account,
-    maintenance_at,
-    remote_channels,
-    set_faults,
-)
 
 from apps.webhooks.services.subscriptions.renewal import create_subscription
+from tests.support.factories import connect_account
+from tests.support.sandbox import call_count, remote_channels, set_faults
+from tests.support.subscriptions import maintenance_at
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

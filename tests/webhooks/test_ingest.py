@@ -3,7 +3,6 @@ additive hourly counters and orphan upserts — exact under concurrency."""
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,34 +10,13 @@ import time_machine
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from webhook_cases import make_subscription
 
 from apps.webhooks.models import WebhookNotification, WebhookSubscription
 from apps.webhooks.services.receiving import ingest
 from apps.webhooks.services.subscriptions.subscription_cache import StaleSubscription
 from apps.webhooks.services.ttl_cache import reset_all
-
-
-def run_together(n: int, work) -> None:
-    """Start ``n`` threads at the same instant, each with its own database connection."""
-    barrier = threading.Barrier(n)
-    errors = []
-
-    def body(i):
-        try:
-            barrier.wait()
-            work(i)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
+from tests.support.concurrency import run_together
+from tests.support.factories import make_subscription
 
 
 def notification(subscription, n: int) -> ingest.NewNotification:

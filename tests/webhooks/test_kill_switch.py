@@ -7,19 +7,19 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from django.db import connection
-from subscription_support import connect_account, push_address_nowhere, remote_channels
 
 from apps.webhooks.models import WebhookSubscription
 from apps.webhooks.services.subscriptions import flags
 from apps.webhooks.services.subscriptions.maintenance import run_maintenance
 from apps.webhooks.services.subscriptions.renewal import create_subscription
 from apps.webhooks.services.ttl_cache import reset_all
+from tests.support.factories import connect_account
+from tests.support.processes import ROOT
+from tests.support.sandbox import push_address_nowhere, remote_channels
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 WATCHER = """

@@ -9,12 +9,13 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.utils import timezone
-from subscription_support import call_count, connect_account, remote_channels, set_faults
 
 from apps.webhooks.models import WebhookNotification
 from apps.webhooks.services.queue import worker as worker_module
 from apps.webhooks.services.queue.worker import NotificationWorker
 from apps.webhooks.services.subscriptions.renewal import create_subscription, handle_lifecycle
+from tests.support.factories import connect_account
+from tests.support.sandbox import call_count, remote_channels, set_faults
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

@@ -7,17 +7,17 @@ import os
 import subprocess
 import sys
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.db import connection
-from subscription_support import call_count, connect_account, push_address_nowhere, set_faults
 
 from apps.webhooks.models import WebhookSubscription
 from apps.webhooks.services.subscriptions.maintenance import KINDS
+from tests.support.factories import connect_account
+from tests.support.processes import ROOT
+from tests.support.sandbox import call_count, push_address_nowhere, set_faults
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db
 
 

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
 import pytest
-from webhook_cases import (
-    WebhookCases,
-    counter,
-    make_microsoft_calendar,
-    make_subscription,
-)
+from webhook_cases import GraphCases, counter, post_items
 
 from apps.webhooks.models import WebhookNotification
+from tests.support.factories import make_microsoft_calendar, make_subscription
 
 URL = "/webhooks/microsoft/lifecycle/"
 EVENTS = ["reauthorizationRequired", "subscriptionRemoved", "missed"]
@@ -31,29 +26,11 @@ def lifecycle_item(subscription_id, client_state, n=1, event="reauthorizationReq
     return item
 
 
-def post_items(client, items, **headers):
-    return client.post(URL, data=json.dumps({"value": items}), content_type="application/json",
-                       headers=headers)
 
 
-
-
-class TestMicrosoftLifecycleReceiver(WebhookCases):
-    provider = "microsoft"
+class TestMicrosoftLifecycleReceiver(GraphCases):
     url = URL
-    ok_status = 202
-    forged_status = 202
-    unknown_status = 202
-
-    @pytest.fixture
-    def calendar(self, user):
-        return make_microsoft_calendar(user)
-
-    def send(self, client, subscription, secret, n=1, **extra):
-        return post_items(client, [lifecycle_item(subscription.channel_id, secret, n)], **extra)
-
-    def send_unknown(self, client, channel_id, n=1, **extra):
-        return post_items(client, [lifecycle_item(channel_id, "whatever", n)], **extra)
+    item = staticmethod(lifecycle_item)
 
 
 @pytest.fixture
@@ -66,7 +43,7 @@ def subscription(user):
 def test_each_lifecycle_event_is_stored_for_the_worker(client, subscription, event):
     sub, secret = subscription
     item = lifecycle_item(sub.channel_id, secret, 1, event)
-    assert post_items(client, [item]).status_code == 202
+    assert post_items(client, [item], URL).status_code == 202
     row = WebhookNotification.objects.get()
     assert (row.kind, row.resource_state, row.processing_status) == ("lifecycle", event,
                                                                     "pending")
@@ -80,16 +57,16 @@ def test_each_lifecycle_event_is_stored_for_the_worker(client, subscription, eve
 def test_a_repeated_lifecycle_event_is_stored_once(client, subscription):
     sub, secret = subscription
     item = lifecycle_item(sub.channel_id, secret, 2, "missed")
-    post_items(client, [item])
-    assert post_items(client, [item]).status_code == 202
+    post_items(client, [item], URL)
+    assert post_items(client, [item], URL).status_code == 202
     assert WebhookNotification.objects.count() == 1
 
 
 @pytest.mark.django_db
 def test_the_same_event_for_a_later_expiry_is_new(client, subscription):
     sub, secret = subscription
-    post_items(client, [lifecycle_item(sub.channel_id, secret, 1, "reauthorizationRequired")])
-    post_items(client, [lifecycle_item(sub.channel_id, secret, 2, "reauthorizationRequired")])
+    post_items(client, [lifecycle_item(sub.channel_id, secret, 1, "reauthorizationRequired")], URL)
+    post_items(client, [lifecycle_item(sub.channel_id, secret, 2, "reauthorizationRequired")], URL)
     assert WebhookNotification.objects.count() == 2
 
 
@@ -98,7 +75,7 @@ def test_an_item_id_distinguishes_otherwise_equal_events(client, subscription):
     sub, secret = subscription
     first = {**lifecycle_item(sub.channel_id, secret, 1, "missed"), "id": "a"}
     second = {**first, "id": "b"}
-    post_items(client, [first, second])
+    post_items(client, [first, second], URL)
     assert WebhookNotification.objects.count() == 2
 
 
@@ -107,7 +84,7 @@ def test_a_change_notification_is_not_valid_here(client, subscription):
     sub, secret = subscription
     change = {"subscriptionId": sub.channel_id, "clientState": secret, "changeType": "updated",
               "resource": "Users/1/Events/2"}
-    assert post_items(client, [change]).status_code == 202
+    assert post_items(client, [change], URL).status_code == 202
     assert WebhookNotification.objects.count() == 0
     assert counter("microsoft", "invalid") == 1
 
@@ -116,5 +93,5 @@ def test_a_change_notification_is_not_valid_here(client, subscription):
 def test_a_malformed_lifecycle_event_name_is_dropped(client, subscription):
     sub, secret = subscription
     item = lifecycle_item(sub.channel_id, secret, 1, event="x" * 65)
-    assert post_items(client, [item]).status_code == 202
+    assert post_items(client, [item], URL).status_code == 202
     assert WebhookNotification.objects.count() == 0

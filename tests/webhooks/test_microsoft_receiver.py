@@ -8,62 +8,20 @@ import logging
 import uuid
 
 import pytest
-from webhook_cases import (
-    WebhookCases,
-    counter,
-    make_microsoft_calendar,
-    make_subscription,
-)
+from webhook_cases import GraphCases, change_item, counter, post_items
 
 from apps.webhooks.models import OrphanChannel, WebhookNotification
 from apps.webhooks.services.subscriptions import flags
+from tests.support.factories import make_microsoft_calendar, make_subscription
 
 URL = "/webhooks/microsoft/"
 
 
-def change_item(subscription_id, client_state, n=1, change="updated", etag=None) -> dict:
-    item = {
-        "id": f"lsgTZMr9KwAAA{n}",
-        "subscriptionId": subscription_id,
-        "subscriptionExpirationDateTime": "2030-03-20T11:00:00.0000000Z",
-        "changeType": change,
-        "resource": f"Users/7c1/Events/AAMkAD{n}",
-        "tenantId": "84bd8158-6d4d-4958-8b9f-9d6445542f95",
-        "resourceData": {
-            "@odata.type": "#Microsoft.Graph.Event",
-            "@odata.id": f"Users/7c1/Events/AAMkAD{n}",
-            "@odata.etag": etag or f'W/"DwAAABYAAAA{n}"',
-            "id": f"AAMkAD{n}",
-        },
-    }
-    if client_state is not None:
-        item["clientState"] = client_state
-    return item
 
 
-def post_items(client, items, url=URL, **headers):
-    return client.post(url, data=json.dumps({"value": items}), content_type="application/json",
-                       headers=headers)
-
-
-
-
-class TestMicrosoftReceiver(WebhookCases):
-    provider = "microsoft"
+class TestMicrosoftReceiver(GraphCases):
     url = URL
-    ok_status = 202
-    forged_status = 202  # the batch is acknowledged; the forged item is dropped
-    unknown_status = 202
-
-    @pytest.fixture
-    def calendar(self, user):
-        return make_microsoft_calendar(user)
-
-    def send(self, client, subscription, secret, n=1, **extra):
-        return post_items(client, [change_item(subscription.channel_id, secret, n)], **extra)
-
-    def send_unknown(self, client, channel_id, n=1, **extra):
-        return post_items(client, [change_item(channel_id, "whatever", n)], **extra)
+    item = staticmethod(change_item)
 
 
 @pytest.fixture

@@ -11,21 +11,17 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.utils import timezone
-from subscription_support import connect_account
-from sync_support import counter as sandbox_counter
-from test_microsoft_receiver import change_item
-from test_orphans import graph_mailbox, stray_graph_subscription
+from webhook_cases import change_item
 
-from apps.webhooks.models import OrphanChannel, WebhookNotification, WebhookSubscription
+from apps.webhooks.models import OrphanChannel
 from apps.webhooks.services.subscriptions.orphans import stop_orphans
+from tests.support.factories import connect_account
+from tests.support.sandbox import call_count
+from tests.support.subscriptions import lost_graph_creation, stray_graph_subscription
 
 DELETES = "graph.subscriptions.delete"
 
 
-@pytest.fixture
-def receivers(live_server, settings):
-    settings.WEBHOOK_BASE_URL = live_server.url
-    return live_server.url
 
 
 @pytest.fixture
@@ -33,15 +29,7 @@ def graph_account(sandbox, receivers, user):
     """A Microsoft account with a failed subscription creation (an orphan's likely owner) and
     earlier notifications from its mailbox."""
     account, (calendar,), _ = connect_account(sandbox.url, user, "microsoft")
-    WebhookSubscription.objects.create(calendar=calendar, provider="microsoft",
-                                       channel_id=f"pending:{uuid.uuid4()}", status="failed",
-                                       failure_count=1, last_error="transient: timed out")
-    mailbox = graph_mailbox(sandbox, account.email)
-    earlier = WebhookSubscription.objects.create(calendar=calendar, provider="microsoft",
-                                                 channel_id=str(uuid.uuid4()), status="expired")
-    WebhookNotification.objects.create(subscription=earlier, provider="microsoft",
-                                       dedup_key=str(uuid.uuid4()), payload=mailbox)
-    return account, calendar, mailbox
+    return account, calendar, lost_graph_creation(sandbox.url, calendar)
 
 
 def forged_batch(client, n: int, tenant: str = "", address: str = "198.51.100.7"):
@@ -59,12 +47,12 @@ def test_forged_ids_seen_twice_from_another_mailbox_cost_no_provider_call(sandbo
             OrphanChannel(provider="microsoft", channel_id=str(uuid.uuid4()), hits=3,
                           tenant_id=str(uuid.uuid4()), resource_uri=f"Users/{uuid.uuid4()}/E/1")
             for _ in range(10)])
-    before = sandbox_counter(sandbox.url, DELETES)
+    before = call_count(sandbox.url, DELETES)
 
     summary = stop_orphans()
 
     assert summary.abandoned == 20
-    assert sandbox_counter(sandbox.url, DELETES) == before
+    assert call_count(sandbox.url, DELETES) == before
 
 
 @pytest.mark.django_db(transaction=True)
@@ -75,13 +63,13 @@ def test_an_orphan_seen_once_is_never_acted_on_and_expires_after_a_day(sandbox, 
                                      receivers)
     OrphanChannel.objects.create(provider="microsoft", channel_id=stray, hits=1,
                                  tenant_id=mailbox["tenantId"], resource_uri=mailbox["resource"])
-    before = sandbox_counter(sandbox.url, DELETES)
+    before = call_count(sandbox.url, DELETES)
 
     assert stop_orphans().stopped == 0
     assert OrphanChannel.objects.get(channel_id=stray).status == "open"
     with time_machine.travel(timezone.now() + timedelta(days=1, minutes=1)):
         assert stop_orphans().abandoned == 1
-    assert sandbox_counter(sandbox.url, DELETES) == before
+    assert call_count(sandbox.url, DELETES) == before
 
 
 @pytest.mark.django_db(transaction=True)
@@ -92,11 +80,11 @@ def test_an_account_spends_at_most_its_daily_budget_on_orphans(sandbox, settings
         OrphanChannel.objects.create(provider="microsoft", channel_id=str(uuid.uuid4()), hits=2,
                                      tenant_id=mailbox["tenantId"],
                                      resource_uri=mailbox["resource"])
-    before = sandbox_counter(sandbox.url, DELETES)
+    before = call_count(sandbox.url, DELETES)
 
     summary = stop_orphans()
 
-    assert sandbox_counter(sandbox.url, DELETES) - before == 3
+    assert call_count(sandbox.url, DELETES) - before == 3
     assert summary.abandoned == 3 and summary.retry == 2
     assert OrphanChannel.objects.open().count() == 2
 

@@ -11,11 +11,11 @@ import pytest
 import time_machine
 from django.test import RequestFactory
 from prometheus_client import REGISTRY
-from test_google_receiver import RESOURCE_ID, google_headers, post
-from webhook_cases import counter, make_subscription
+from webhook_cases import RESOURCE_ID, counter, google_headers, post
 
 from apps.webhooks.models import OrphanChannel, WebhookNotification
 from apps.webhooks.services.receiving import ratelimit
+from tests.support.factories import make_subscription
 
 pytestmark = pytest.mark.django_db
 

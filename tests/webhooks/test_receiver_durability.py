@@ -13,20 +13,19 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import psycopg2
 import pytest
 from django.db import close_old_connections, connection
-from test_google_receiver import RESOURCE_ID, google_headers, post
-from webhook_cases import make_microsoft_calendar, make_subscription
+from webhook_cases import RESOURCE_ID, google_headers, post
 
 from apps.webhooks.models import WebhookNotification
 from apps.webhooks.services.queue.wakeup import NOTIFY_CHANNEL
 from apps.webhooks.services.receiving import ingest
 from apps.webhooks.services.ttl_cache import reset_all
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.concurrency import run_together
+from tests.support.factories import make_microsoft_calendar, make_subscription
+from tests.support.processes import ROOT
 
 # Runs in a fresh interpreter whose DATABASE_URL points at a dead (or hung) server.
 PROBE = r"""
@@ -216,25 +215,12 @@ def test_a_connection_killed_before_the_store_is_a_503_then_service_resumes(
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_redeliveries_store_one_row_and_all_get_a_2xx(google_calendar):
-    from django.db import connections
     from django.test import Client
 
     sub, token = make_subscription(google_calendar, "google", "active", RESOURCE_ID)
-    barrier = threading.Barrier(6)
     codes = []
-
-    def deliver():
-        try:
-            barrier.wait()
-            codes.append(post(Client(), google_headers(sub.channel_id, token, n=77)).status_code)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=deliver) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(6, lambda i: codes.append(
+        post(Client(), google_headers(sub.channel_id, token, n=77)).status_code))
     assert codes == [200] * 6
     assert WebhookNotification.objects.filter(subscription=sub).count() == 1
 

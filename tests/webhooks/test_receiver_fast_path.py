@@ -4,10 +4,10 @@ answers need: Content-Length, X-Frame-Options, the Host check, Security middlewa
 from __future__ import annotations
 
 import pytest
-from test_google_receiver import RESOURCE_ID, google_headers, post
-from webhook_cases import make_subscription
+from webhook_cases import RESOURCE_ID, google_headers, post
 
 from apps.webhooks.models import WebhookNotification
+from tests.support.factories import make_subscription
 
 
 @pytest.mark.django_db

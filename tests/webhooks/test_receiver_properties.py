@@ -9,10 +9,10 @@ import pytest
 from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from webhook_cases import make_microsoft_calendar, make_subscription
 
 from apps.webhooks.models import WebhookNotification
 from apps.webhooks.services.ttl_cache import reset_all
+from tests.support.factories import make_microsoft_calendar, make_subscription
 
 pytestmark = pytest.mark.django_db
 

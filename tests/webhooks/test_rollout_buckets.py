@@ -8,13 +8,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from apps.calendars.models import Calendar, CalendarAccount
 from apps.webhooks.services.subscriptions.flags import bucket, calendar_in_rollout
 from settings import deployment_phases
+from tests.support.processes import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 IDS = range(1, 401)
 
 PROBE = """

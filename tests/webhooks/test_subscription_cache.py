@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from test_google_receiver import RESOURCE_ID, google_headers, post
-from webhook_cases import counter, make_subscription
+from webhook_cases import RESOURCE_ID, counter, google_headers, post
 
 from apps.webhooks.models import WebhookNotification, WebhookSubscription
+from tests.support.factories import make_subscription
 
 pytestmark = pytest.mark.django_db
 

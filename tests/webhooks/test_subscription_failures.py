@@ -8,14 +8,6 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from subscription_support import (
-    call_count,
-    connect_account,
-    maintenance_at,
-    polling_pass,
-    remote_channels,
-    set_faults,
-)
 
 from apps.calendars.models import Calendar
 from apps.calendars.providers.errors import Transient
@@ -23,6 +15,9 @@ from apps.calendars.providers.google import GoogleClient
 from apps.webhooks.models import WebhookSubscription
 from apps.webhooks.services.subscriptions.maintenance import run_maintenance
 from apps.webhooks.services.subscriptions.renewal import create_subscription
+from tests.support.factories import connect_account
+from tests.support.sandbox import call_count, remote_channels, set_faults
+from tests.support.subscriptions import maintenance_at, polling_pass
 
 pytestmark = pytest.mark.django_db
 

@@ -8,10 +8,12 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.utils import timezone
-from subscription_support import connect_account, follow_clock, uncovered_calendars
 
 from apps.webhooks.models import WebhookSubscription
 from apps.webhooks.services.subscriptions.maintenance import run_maintenance
+from tests.support.factories import connect_account
+from tests.support.sandbox import follow_clock
+from tests.support.subscriptions import uncovered_calendars
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

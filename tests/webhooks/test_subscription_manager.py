@@ -9,11 +9,6 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.utils import timezone
-from subscription_support import (
-    call_count,
-    connect_account,
-    remote_channels,
-)
 
 from apps.calendars.models import CalendarAccount
 from apps.webhooks.models import WebhookSubscription
@@ -21,6 +16,8 @@ from apps.webhooks.services.subscriptions.maintenance import run_maintenance
 from apps.webhooks.services.subscriptions.manager import ensure_subscription, stop_subscription
 from apps.webhooks.services.subscriptions.push_channels import calendar_lock
 from apps.webhooks.services.subscriptions.renewal import create_subscription
+from tests.support.factories import connect_account
+from tests.support.sandbox import call_count, remote_channels
 
 pytestmark = pytest.mark.django_db
 

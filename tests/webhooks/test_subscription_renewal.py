@@ -7,17 +7,13 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from subscription_support import (
-    call_count,
-    connect_account,
-    maintenance_at,
-    remote_channels,
-    set_faults,
-)
 
 from apps.webhooks.models import WebhookSubscription
 from apps.webhooks.services.subscriptions.push_channels import renewal_time
 from apps.webhooks.services.subscriptions.renewal import create_subscription
+from tests.support.factories import connect_account
+from tests.support.sandbox import call_count, remote_channels, set_faults
+from tests.support.subscriptions import maintenance_at
 
 pytestmark = pytest.mark.django_db
 

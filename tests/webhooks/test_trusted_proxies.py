@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from django.test import RequestFactory
-from test_google_receiver import URL, google_headers
+from webhook_cases import GOOGLE_URL, google_headers
 
 from apps.monitoring.services import validation
 from apps.webhooks.services.receiving import ratelimit
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 
 def send(client, channel_id: str, n: int, client_address: str, peer: str):
     """A notification forwarded by ``peer`` (the proxy) for ``client_address``."""
-    return client.post(URL, data=b"", content_type="application/octet-stream",
+    return client.post(GOOGLE_URL, data=b"", content_type="application/octet-stream",
                        headers={**google_headers(channel_id, "t", n),
                                 "X-Forwarded-For": client_address}, REMOTE_ADDR=peer)
 

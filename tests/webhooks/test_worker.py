@@ -9,40 +9,28 @@ import threading
 import time
 from collections import Counter
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import time_machine
 from django.db import connection
 from django.utils import timezone
-from sync_support import (
-    Writer,
-    connect,
-    counter,
-    local_events,
-    process_env,
-    provider_events,
-    remote_account,
-    sandbox_state,
-    set_faults,
-    store_notifications,
-    subscription_for,
-)
 
 from apps.webhooks.models import WebhookNotification, WorkerHeartbeat
 from apps.webhooks.services.queue.wakeup import NOTIFY_CHANNEL
 from apps.webhooks.services.queue.worker import NotificationWorker
+from tests.support.factories import connect_account, make_subscription, store_notifications
+from tests.support.processes import ROOT, child_env
+from tests.support.sandbox import Writer, call_count, local_events, out_of_step, set_faults
 
-ROOT = Path(__file__).resolve().parents[2]
 Status = WebhookNotification.Status
 
 
 @pytest.fixture
 def google_world(sandbox, user):
     """Two calendars of one Google account, each with an active subscription."""
-    remote = remote_account(sandbox.url, "google", "worker@example.com", calendars=2)
-    _, calendars = connect(user, remote)
-    subs = [subscription_for(c) for c in calendars]
+    _, calendars, remote = connect_account(sandbox.url, user, "google", "worker@example.com",
+                                           calendars=2)
+    subs = [make_subscription(c)[0] for c in calendars]
     return calendars, subs, Writer(sandbox.url, remote), remote.calendar_ids
 
 
@@ -62,13 +50,11 @@ def test_many_notifications_for_a_calendar_make_one_sync(google_world, sandbox):
     report = NotificationWorker(batch_size=100).handle_one()
 
     assert report.claimed == 65
-    assert counter(sandbox.url, "google.events.list") == 2  # one sync per calendar
+    assert call_count(sandbox.url, "google.events.list") == 2  # one sync per calendar
     assert statuses() == {Status.COMPLETED: 65}
     assert all(n.processing_time_ms is not None and n.processed_at
                for n in WebhookNotification.objects.all())
-    state = sandbox_state(sandbox.url)
-    assert local_events(cal_a) == provider_events(state, cid_a)
-    assert local_events(cal_b) == provider_events(state, cid_b)
+    assert out_of_step(sandbox.url, [cal_a, cal_b]) == []
 
 
 @pytest.mark.django_db
@@ -95,7 +81,7 @@ def test_a_failed_sync_is_retried_after_a_growing_backoff(google_world, sandbox,
         assert 7.5 <= delays[0] <= 12.5 and 15 <= delays[1] <= 25
         worker.handle_one()
     assert statuses() == {Status.COMPLETED: 3}
-    assert local_events(cal_a) == provider_events(sandbox_state(sandbox.url), cid_a)
+    assert out_of_step(sandbox.url, [cal_a]) == []
 
 
 @pytest.mark.django_db
@@ -151,7 +137,7 @@ def test_rows_of_a_dead_worker_are_reclaimed_after_the_visibility_timeout(
     rows = list(WebhookNotification.objects.all())
     assert {(r.processing_status, r.claimed_by, r.attempts) for r in rows} == {
         (Status.COMPLETED, "live-host:2:bbbb", 1)}
-    assert local_events(cal_a) == provider_events(sandbox_state(sandbox.url), cid_a)
+    assert out_of_step(sandbox.url, [cal_a]) == []
 
 
 @pytest.mark.django_db
@@ -172,10 +158,10 @@ def test_two_workers_never_process_the_same_row(sandbox, user, settings):
     settings.SYNC_BUSY_RETRY_SECONDS = 0.05
     settings.WORKER_COALESCE_SECONDS = 0  # this is about claiming, not about waiting
     settings.WORKER_BURST_MAX_WAIT_SECONDS = 0
-    remote = remote_account(sandbox.url, "microsoft", "two@example.com", calendars=6)
-    _, calendars = connect(user, remote)
+    _, calendars, remote = connect_account(sandbox.url, user, "microsoft", "two@example.com",
+                                           calendars=6)
     writer = Writer(sandbox.url, remote)
-    subs = [subscription_for(c) for c in calendars]
+    subs = [make_subscription(c)[0] for c in calendars]
     for i in range(180):
         store_notifications(subs[i % len(subs)])
     for cid in remote.calendar_ids:
@@ -217,9 +203,7 @@ def test_two_workers_never_process_the_same_row(sandbox, user, settings):
     assert all(claims[pk] == 1 + deferred[pk] for pk in claims) and len(claims) == 180
     workers = set(WebhookNotification.objects.values_list("claimed_by", flat=True))
     assert workers == {"w0:0:0", "w1:1:0"}  # both took part
-    state = sandbox_state(sandbox.url)
-    for calendar, cid in zip(calendars, remote.calendar_ids, strict=True):
-        assert local_events(calendar) == provider_events(state, cid)
+    assert out_of_step(sandbox.url, calendars) == []
 
 
 @pytest.mark.django_db(transaction=True)
@@ -250,18 +234,19 @@ def test_the_worker_wakes_on_notify_and_records_its_heartbeat(google_world, sand
         thread.join(10)
     beat.refresh_from_db()
     assert beat.stopped_at is not None and beat.processed_count == 1
-    assert local_events(cal_a) == provider_events(sandbox_state(sandbox.url), cid_a)
+    assert out_of_step(sandbox.url, [cal_a]) == []
 
 
 @pytest.mark.django_db(transaction=True)
-def test_sigterm_stops_the_worker_after_the_batch_in_hand(google_world, sandbox):
+def test_sigterm_stops_the_worker_after_the_batch_in_hand(google_world, sandbox, tmp_path):
     (cal_a, _), (sub_a, _), writer, (cid_a, _) = google_world
     writer.create(cid_a, "slow to fetch")
     set_faults(sandbox.url, latency_ms={"google.events.list": 1500})
     store_notifications(sub_a, 3)
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "process_notifications"], cwd=ROOT,
-        env=process_env(sandbox.url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=child_env(tmp_path, SANDBOX_URL=sandbox.url), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
     )
     try:
         deadline = time.monotonic() + 20
@@ -277,7 +262,7 @@ def test_sigterm_stops_the_worker_after_the_batch_in_hand(google_world, sandbox)
             proc.wait()
     assert proc.returncode == 0, output
     assert statuses() == {Status.COMPLETED: 3}
-    assert local_events(cal_a) == provider_events(sandbox_state(sandbox.url), cid_a)
+    assert out_of_step(sandbox.url, [cal_a]) == []
     beat = WorkerHeartbeat.objects.get()
     assert beat.stopped_at is not None and beat.processed_count == 3
 
@@ -300,24 +285,23 @@ def test_a_burst_right_after_a_sync_waits_and_becomes_one_more_sync(google_world
         clock.shift(timedelta(seconds=0.5))
         assert worker.handle_one().claimed == 30
 
-    assert counter(sandbox.url, "google.events.list") == 2
+    assert call_count(sandbox.url, "google.events.list") == 2
     assert statuses() == {Status.COMPLETED: 31}
-    assert local_events(cal_a) == provider_events(sandbox_state(sandbox.url), cid_a)
+    assert out_of_step(sandbox.url, [cal_a]) == []
 
 
 @pytest.mark.django_db
 def test_a_missed_lifecycle_event_runs_a_catch_up_sync(sandbox, user):
-    remote = remote_account(sandbox.url, "microsoft", "lifecycle@example.com")
-    _, (calendar,) = connect(user, remote)
-    sub = subscription_for(calendar)
+    _, (calendar,), remote = connect_account(sandbox.url, user, "microsoft",
+                                             "lifecycle@example.com")
+    sub, _ = make_subscription(calendar)
     Writer(sandbox.url, remote).create(remote.calendar_ids[0], "lost in a throttled push")
     store_notifications(sub, kind="lifecycle", state="missed")
 
     NotificationWorker().handle_one()
 
     assert statuses() == {Status.COMPLETED: 1}
-    assert local_events(calendar) == provider_events(sandbox_state(sandbox.url),
-                                                     remote.calendar_ids[0])
+    assert out_of_step(sandbox.url, [calendar]) == []
     assert len(local_events(calendar)) == 1
 
 
@@ -328,9 +312,8 @@ def test_a_lifecycle_event_is_handled_once_even_if_its_catch_up_sync_is_retried(
 
     settings.WORKER_RETRY_BASE_SECONDS = 0
     settings.SYNC_BACKOFF_BASE_SECONDS = 0
-    remote = remote_account(sandbox.url, "microsoft", "once@example.com")
-    _, (calendar,) = connect(user, remote)
-    sub = subscription_for(calendar)
+    _, (calendar,), remote = connect_account(sandbox.url, user, "microsoft", "once@example.com")
+    sub, _ = make_subscription(calendar)
     store_notifications(sub, kind="lifecycle", state="missed")
     calls = []
     real = renewal.handle_lifecycle
@@ -357,7 +340,7 @@ def test_notifications_for_a_calendar_no_longer_syncing_are_ignored(google_world
     NotificationWorker().handle_one()
 
     assert statuses() == {Status.IGNORED: 3}
-    assert counter(sandbox.url, "google.events.list") == 0
+    assert call_count(sandbox.url, "google.events.list") == 0
 
 
 @pytest.mark.django_db
@@ -387,6 +370,6 @@ def test_the_worker_loop_survives_an_unexpected_error(google_world, sandbox, set
         guard.cancel()
 
     assert failures and statuses() == {Status.COMPLETED: 2}
-    assert local_events(cal_a) == provider_events(sandbox_state(sandbox.url), cid_a)
+    assert out_of_step(sandbox.url, [cal_a]) == []
     beat = WorkerHeartbeat.objects.get(worker_id="worker-named-by-an-operator")
     assert beat.stopped_at is not None and beat.processed_count == 2

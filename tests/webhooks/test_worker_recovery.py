@@ -8,21 +8,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-from private_postgres import private_database
-from sync_support import (
-    Processes,
-    connect,
-    process_env,
-    remote_account,
-    set_faults,
-    store_notifications,
-    subscription_for,
-)
 
 from apps.webhooks.models import WebhookNotification
+from bench.support import free_port
+from tests.support.factories import connect_account, make_subscription, store_notifications
+from tests.support.outages import private_database
+from tests.support.processes import ROOT, Processes, child_env
+from tests.support.sandbox import set_faults
 
 Status = WebhookNotification.Status
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,13 +41,13 @@ def test_the_worker_recovers_after_a_database_restart_mid_sync(sandbox, user, tm
 
 
 def _restart_under_the_worker(server, sandbox, user, tmp_path) -> None:
-    remote = remote_account(sandbox.url, "google", "heal@example.com", calendars=2)
-    _, (slow_cal, other_cal) = connect(user, remote)
-    slow_sub, other_sub = subscription_for(slow_cal), subscription_for(other_cal)
+    _, (slow_cal, other_cal), remote = connect_account(sandbox.url, user, "google",
+                                                       "heal@example.com", calendars=2)
+    (slow_sub, _), (other_sub, _) = make_subscription(slow_cal), make_subscription(other_cal)
     set_faults(sandbox.url, latency_ms={"google.events.list": 4000})
     held = store_notifications(slow_sub, 20)
-    env = process_env(sandbox.url, WORKER_IDLE_POLL_SECONDS="0.5",
-                      WORKER_VISIBILITY_TIMEOUT_SECONDS="600", WORKER_MAX_STALL_SECONDS="300")
+    env = child_env(tmp_path, SANDBOX_URL=sandbox.url, WORKER_IDLE_POLL_SECONDS="0.5",
+                    WORKER_VISIBILITY_TIMEOUT_SECONDS="600", WORKER_MAX_STALL_SECONDS="300")
     with Processes(tmp_path) as procs:
         worker = procs.start("worker", [sys.executable, "manage.py", "process_notifications"],
                              env)
@@ -80,15 +74,14 @@ def _restart_under_the_worker(server, sandbox, user, tmp_path) -> None:
     assert "Traceback" not in procs.output("worker")
 
 
-def test_a_worker_that_cannot_reach_the_database_exits_for_its_supervisor(sandbox):
-    from bench.sync import free_port
-
+def test_a_worker_that_cannot_reach_the_database_exits_for_its_supervisor(sandbox, tmp_path):
     nowhere = f"postgres://postgres@127.0.0.1:{free_port()}/calendar_sync"
-    env = process_env(sandbox.url, DATABASE_URL=nowhere, WORKER_MAX_STALL_SECONDS="10",
-                      WORKER_IDLE_POLL_SECONDS="0.5")
+    env = child_env(tmp_path, SANDBOX_URL=sandbox.url, DATABASE_URL=nowhere,
+                    WORKER_MAX_STALL_SECONDS="10",
+                    WORKER_IDLE_POLL_SECONDS="0.5")
     started = time.monotonic()
     done = subprocess.run([sys.executable, "manage.py", "process_notifications"], env=env,
-                          cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                          cwd=ROOT, capture_output=True,
                           text=True, timeout=90)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "no progress for" in done.stderr

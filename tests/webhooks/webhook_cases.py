@@ -19,14 +19,59 @@ from django.db.backends.utils import CursorWrapper
 from django.test import Client
 from prometheus_client import REGISTRY
 
-from apps.calendars.models import Calendar, CalendarAccount
 from apps.webhooks.models import (
     OrphanChannel,
     WebhookCounter,
     WebhookNotification,
-    WebhookSubscription,
 )
 from apps.webhooks.services.subscriptions import flags
+from tests.support.factories import make_microsoft_calendar, make_subscription
+
+# --- Requests as the providers send them ---------------------------------------------------
+
+GOOGLE_URL = "/webhooks/google/"
+RESOURCE_ID = "ret08u3rv24htgh289g"
+
+
+def google_headers(channel_id, token, n=1, state="exists", resource_id=RESOURCE_ID) -> dict:
+    headers = {
+        "X-Goog-Channel-ID": channel_id,
+        "X-Goog-Message-Number": str(n),
+        "X-Goog-Resource-ID": resource_id,
+        "X-Goog-Resource-State": state,
+        "X-Goog-Resource-URI": "https://www.googleapis.com/calendar/v3/calendars/primary/events",
+        "X-Goog-Channel-Expiration": "Tue, 19 Nov 2030 01:13:52 GMT",
+        "User-Agent": "APIs-Google; (+https://developers.google.com/webmasters/APIs-Google.html)",
+    }
+    if token is not None:
+        headers["X-Goog-Channel-Token"] = token
+    return headers
+
+
+def post(client, headers):
+    """A Google push notification: headers only, an empty body."""
+    return client.post(GOOGLE_URL, data=b"", content_type="application/octet-stream",
+                       headers=headers)
+
+
+def change_item(subscription_id, client_state, n=1, change="updated", etag=None) -> dict:
+    item = {
+        "id": f"lsgTZMr9KwAAA{n}",
+        "subscriptionId": subscription_id,
+        "subscriptionExpirationDateTime": "2030-03-20T11:00:00.0000000Z",
+        "changeType": change,
+        "resource": f"Users/7c1/Events/AAMkAD{n}",
+        "tenantId": "84bd8158-6d4d-4958-8b9f-9d6445542f95",
+        "resourceData": {
+            "@odata.type": "#Microsoft.Graph.Event",
+            "@odata.id": f"Users/7c1/Events/AAMkAD{n}",
+            "@odata.etag": etag or f'W/"DwAAABYAAAA{n}"',
+            "id": f"AAMkAD{n}",
+        },
+    }
+    if client_state is not None:
+        item["clientState"] = client_state
+    return item
 
 
 def counter(provider: str, kind: str) -> int:
@@ -46,22 +91,6 @@ def ack_samples(provider: str) -> float:
     return value or 0.0
 
 
-def make_subscription(calendar: Calendar, provider: str, status: str = "active",
-                      resource_id: str = "") -> tuple[WebhookSubscription, str]:
-    subscription = WebhookSubscription(calendar=calendar, provider=provider,
-                                       channel_id=str(uuid.uuid4()), resource_id=resource_id,
-                                       status=status)
-    secret = subscription.issue_token()
-    subscription.save()
-    return subscription, secret
-
-
-def make_microsoft_calendar(user) -> Calendar:
-    account = CalendarAccount.objects.create(user=user, provider="microsoft",
-                                             email="alice@contoso.example",
-                                             access_token="eyJ.access", refresh_token="M.refresh")
-    return Calendar.objects.create(calendar_account=account, provider_calendar_id="AAMkAD",
-                                   name="Alice (Outlook)")
 
 
 @pytest.mark.django_db
@@ -281,3 +310,31 @@ class WebhookCases:
         # Another source is not affected.
         other = self.send_forged(client, subscription, 20, **{"X-Forwarded-For": "192.0.2.1"})
         assert other.status_code == self.forged_status
+
+
+def post_items(client, items: list[dict], url: str = "/webhooks/microsoft/", **headers):
+    """A Graph notification batch, as Graph POSTs it."""
+    return client.post(url, data=json.dumps({"value": items}), content_type="application/json",
+                       headers=headers)
+
+
+class GraphCases(WebhookCases):
+    """The suite for a Graph endpoint: a batch is acknowledged with 202 whatever its items."""
+
+    provider = "microsoft"
+    ok_status = forged_status = unknown_status = 202
+
+    @staticmethod
+    def item(subscription_id: str, client_state: str, n: int) -> dict:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def calendar(self, user):
+        return make_microsoft_calendar(user)
+
+    def send(self, client, subscription, secret, n=1, **extra):
+        return post_items(client, [self.item(subscription.channel_id, secret, n)], self.url,
+                          **extra)
+
+    def send_unknown(self, client, channel_id, n=1, **extra):
+        return post_items(client, [self.item(channel_id, "whatever", n)], self.url, **extra)

@@ -1,5 +1,5 @@
-"""Helpers for the sandbox tests (a uniquely named module: `conftest` is not importable when
-several test folders have one)."""
+"""Plain HTTP against the sandbox (no Django): a client for its endpoints and admin API, and a
+local webhook endpoint that records what it receives."""
 
 from __future__ import annotations
 
@@ -48,9 +48,11 @@ class Api:
     def state(self) -> dict[str, Any]:
         return self.get("/_sandbox/state").json()
 
-    def account(self, provider: str, email: str, **extra: Any) -> dict[str, Any]:
+    def account(self, provider: str, email: str, calendars: Any = 1,
+                **extra: Any) -> dict[str, Any]:
+        """A new account: ``calendars`` is a count or the calendars' names."""
         resp = self.post("/_sandbox/accounts", json={"provider": provider, "email": email,
-                                                     **extra})
+                                                     "calendars": calendars, **extra})
         assert resp.status_code == 201, resp.text
         return resp.json()
 

@@ -1,15 +1,18 @@
-"""A PostgreSQL server of a test's own, to stop and restart without touching the shared one.
+"""Database outages: every query refused on this connection (``database_unreachable``), or a
+PostgreSQL server of a test's own, to stop and restart without touching the shared one.
 
 ``private_database`` copies the test database (schema and rows) into a fresh server on a free
 port and points this process's connection at it, so fixtures, the ORM and child processes
-(``process_env`` / ``child_env`` read the connection's settings) all use it.
+(``child_env`` reads the connection's settings) all use it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -17,13 +20,43 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 
-from bench.sync import free_port
+from bench.support import free_port
+from tests.support.processes import ROOT
 
 BIN = Path(shutil.which("pg_ctl") or "/usr/local/bin/pg_ctl").parent
 # The server refuses to run as root; the image's postgres account runs it.
 USER = "postgres" if os.geteuid() == 0 else None
+
+
+GONE = "127.0.0.1:1"  # no database server listens there
+
+
+def printed_without_database(code: str) -> tuple[object, str]:
+    """Run ``code`` (Django set up) in a child process whose database server is gone: the last
+    line it prints, read as JSON, and everything it printed."""
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="settings.test",
+               DATABASE_URL=f"postgres://postgres@{GONE}/calendar_sync")
+    out = subprocess.run([sys.executable, "-c", "import django, json; django.setup(); " + code],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1]), out.stdout
+
+
+@contextmanager
+def database_unreachable() -> Iterator[None]:
+    """Every query on this connection fails as if the server were gone.
+
+    Savepoint statements still pass so that the test's own transaction stays usable.
+    """
+    def refuse(execute, sql, params, many, context):
+        if sql.lstrip().upper().startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO")):
+            return execute(sql, params, many, context)
+        raise OperationalError("could not connect to server: Connection refused")
+
+    with connection.execute_wrapper(refuse):
+        yield
 
 
 class PrivatePostgres:

@@ -1,20 +1,17 @@
-"""Helpers for the sync engine, worker, polling and convergence tests (a uniquely named module;
-``tests/`` is on sys.path through the root conftest).
-
-They drive the sandbox only through its admin API and its provider-shaped endpoints, the way a
-user's calendar app would, and read the provider's truth back from ``GET /_sandbox/state``.
+"""The provider sandbox as a test drives it: its admin API (accounts, faults, state, the alert
+sinks, its clock) and its provider-shaped endpoints, the way a user's calendar app would use
+them; the provider's truth is read back from ``GET /_sandbox/state``.
 """
 
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
-
-from bench.sync import free_port, wait_http  # noqa: F401 - re-exported for the e2e tests
 
 _counter = itertools.count(1)
 
@@ -31,7 +28,8 @@ def set_faults(base_url: str, **config: Any) -> dict[str, Any]:
     return resp.json()
 
 
-def counter(base_url: str, key: str) -> int:
+def call_count(base_url: str, key: str) -> int:
+    """How many times the sandbox answered ``key`` (e.g. ``google.events.list``)."""
     return int(sandbox_state(base_url)["counters"].get(key, 0))
 
 
@@ -42,31 +40,83 @@ class RemoteAccount:
     refresh_token: str
     access_token: str
     calendar_ids: list[str]
+    calendar_names: list[str]
 
 
-def remote_account(base_url: str, provider: str, email: str, calendars: int = 1) -> RemoteAccount:
+def remote_account(base_url: str, provider: str, email: str,
+                   calendars: int | list[str] = 1) -> RemoteAccount:
+    """A new account at the sandbox: ``calendars`` is a count or the calendars' names."""
     resp = requests.post(f"{base_url}/_sandbox/accounts", timeout=10,
                          json={"provider": provider, "email": email, "calendars": calendars})
     assert resp.status_code == 201, resp.text
     data = resp.json()
     return RemoteAccount(provider, email, data["refresh_token"], data["access_token"],
-                         [c["id"] for c in data["calendars"]])
+                         [c["id"] for c in data["calendars"]],
+                         [c["name"] for c in data["calendars"]])
 
 
-def connect(user, remote: RemoteAccount):
-    """The local account and calendars for a sandbox account (as the OAuth flow leaves them)."""
-    from apps.calendars.models import Calendar, CalendarAccount
+def fresh_access_token(url: str, provider: str, email: str) -> str:
+    """A bearer token valid at the sandbox's current (virtual) time, to act as the user."""
+    response = requests.post(f"{url}/_sandbox/accounts", timeout=10,
+                             json={"provider": provider, "email": email})
+    assert response.status_code in (200, 201), response.text
+    return response.json()["access_token"]
 
-    account = CalendarAccount.objects.create(
-        user=user, provider=remote.provider, email=remote.email,
-        refresh_token=remote.refresh_token,
-    )
-    calendars = [
-        Calendar.objects.create(calendar_account=account, provider_calendar_id=cid,
-                                name=f"{remote.email} #{i}")
-        for i, cid in enumerate(remote.calendar_ids)
-    ]
-    return account, calendars
+
+def follow_clock(url: str) -> None:
+    """Make the sandbox's "now" equal this process's (possibly travelled) ``time.time()``.
+
+    Robust to the sandbox running in this process (where time_machine already moves its
+    clock) or in another one: the offset is corrected by the difference actually observed.
+    """
+    current = requests.get(f"{url}/_sandbox/clock", timeout=10).json()
+    offset = current["offset_seconds"] + (time.time() - current["now"])
+    response = requests.post(f"{url}/_sandbox/clock", json={"offset_seconds": offset},
+                             timeout=10)
+    assert response.status_code == 200, response.text
+
+
+def remote_channels(url: str) -> dict[str, dict[str, Any]]:
+    """Every Google channel and Graph subscription the sandbox knows, by id."""
+    state = sandbox_state(url)
+    channels = {c["id"]: {**c, "provider": "google"} for c in state["google_channels"]}
+    channels.update({s["id"]: {**s, "provider": "microsoft"}
+                     for s in state["graph_subscriptions"]})
+    return channels
+
+
+def push_address_nowhere(url: str) -> str:
+    """A WEBHOOK_BASE_URL whose pushes the sandbox gives up on at once (a sink answering 400
+    to an empty body), for tests that do not need notifications delivered."""
+    return f"{url}/_sandbox/sinks/webhook/nowhere"
+
+
+def sinks(url: str) -> dict[str, Any]:
+    """What the sandbox's alert sinks (Slack, webhook, PagerDuty) received."""
+    return requests.get(f"{url}/_sandbox/sinks", timeout=5).json()
+
+
+def seen(url: str, outbox) -> dict[str, list[tuple[str, str]]]:
+    """What each alert channel received, as (incident key, event) pairs in arrival order
+    (e-mail: Django's ``outbox``).
+
+    PagerDuty only knows trigger / resolve: its events are reported as such.
+    """
+    got = sinks(url)
+    out: dict[str, list[tuple[str, str]]] = {"email": [], "slack": [], "webhook": [],
+                                             "pagerduty": []}
+    for mail in outbox:
+        fields = dict(line.split(": ", 1) for line in mail.body.splitlines() if ": " in line)
+        out["email"].append((fields["Incident"], fields["Event"]))
+    for entry in got["slack"]:
+        key_field, event_field = entry["body"]["blocks"][2]["fields"][:2]
+        out["slack"].append((key_field["text"].split("`")[1], event_field["text"].split("\n")[1]))
+    for entry in got["webhook"]:
+        out["webhook"].append((entry["body"]["incident_key"], entry["body"]["event"]))
+    for entry in got["pagerduty"]:
+        out["pagerduty"].append((entry["body"]["dedup_key"], entry["body"]["event_action"]))
+    assert got["rejected"] == [], got["rejected"]
+    return out
 
 
 class Writer:
@@ -142,104 +192,9 @@ def local_events(calendar) -> dict[str, str]:
     return dict(Event.objects.filter(calendar=calendar).values_list("provider_event_id", "etag"))
 
 
-def subscription_for(calendar, **fields):
-    """An active push subscription row, as the subscription manager leaves it."""
-    import uuid
-
-    from apps.webhooks.models import WebhookSubscription
-
-    fields.setdefault("status", WebhookSubscription.Status.ACTIVE)
-    fields.setdefault("expires_at", timezone_now() + timedelta(days=3))
-    return WebhookSubscription.objects.create(
-        calendar=calendar, provider=calendar.calendar_account.provider,
-        channel_id=str(uuid.uuid4()), **fields,
-    )
-
-
-def store_notifications(subscription, count: int = 1, *, kind: str = "change",
-                        state: str = "exists") -> list:
-    """Rows as the receivers store them (one per delivery)."""
-    import uuid
-
-    from apps.webhooks.models import WebhookNotification
-
-    return WebhookNotification.objects.bulk_create([
-        WebhookNotification(subscription=subscription, provider=subscription.provider,
-                            kind=kind, resource_state=state, dedup_key=str(uuid.uuid4()))
-        for _ in range(count)
-    ])
-
-
-def timezone_now() -> datetime:
-    from django.utils import timezone
-
-    return timezone.now()
-
-
-def database_url() -> str:
-    """The URL of the database this test uses (pytest's test database), for subprocesses."""
-    from urllib.parse import quote
-
-    from django.db import connection
-
-    s = connection.settings_dict
-    auth = quote(s["USER"] or "")
-    if s["PASSWORD"]:
-        auth += ":" + quote(s["PASSWORD"])
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
-def process_env(sandbox_url: str, **extra: str) -> dict[str, str]:
-    """Environment for a manage.py / gunicorn subprocess sharing this test's database."""
-    import os
-
-    from django.conf import settings
-
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "settings.test",
-           "DATABASE_URL": database_url(), "SANDBOX_URL": sandbox_url,
-           "REDIS_URL": getattr(settings, "REDIS_URL", ""), "PYTHONUNBUFFERED": "1"}
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
-# --- real processes (gunicorn, workers) for end-to-end tests ------------------------------------
-# free_port / wait_http are the benchmark's (re-exported above).
-
-class Processes:
-    """Subprocesses started by a test, each logging to a file; all stopped on exit."""
-
-    def __init__(self, log_dir) -> None:
-        self.log_dir = log_dir
-        self.procs: dict[str, Any] = {}
-
-    def start(self, name: str, args: list[str], env: dict[str, str]):
-        import subprocess
-        from pathlib import Path
-
-        root = Path(__file__).resolve().parents[1]
-        out = open(self.log_dir / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(args, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
-        proc.log_file = out
-        self.procs[name] = proc
-        return proc
-
-    def output(self, name: str) -> str:
-        return (self.log_dir / f"{name}.log").read_text()
-
-    def __enter__(self) -> Processes:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        import signal
-        import subprocess
-
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            proc.log_file.close()
+def out_of_step(url: str, calendars) -> list[str]:
+    """The calendars whose local events differ from what the provider shows (read once);
+    empty when every one is in step."""
+    state = sandbox_state(url)
+    return [f"{c.pk}:{c.provider_calendar_id}" for c in calendars
+            if local_events(c) != provider_events(state, c.provider_calendar_id)]
