@@ -3,8 +3,8 @@
 The graph is built from the source with ``ast``: every ``import`` and ``from ... import``, at
 module level and inside functions alike (a local import still ties the two modules together;
 it only hides the cycle until the function runs). Imports under ``if TYPE_CHECKING:`` are left
-out: they never run. An edge goes to the module named, or to the submodule when the imported
-name is one (``from apps.webhooks.services.queue import worker``).
+out: they never run. An edge goes to the module named and, for ``from package import name``,
+to the package as well: importing ``package.module`` runs ``package/__init__.py`` first.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def imports_of(name: str, source: str, is_package: bool, modules: set[str]) -> s
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
-            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
-                       for alias in node.names]
+            targets = [base, *(f"{base}.{alias.name}" for alias in node.names
+                               if f"{base}.{alias.name}" in modules)]
         else:
             continue
         for target in targets:
@@ -124,11 +124,11 @@ def _one_cycle(graph: dict[str, set[str]], component: set[str]) -> list[str]:
     raise AssertionError(f"no cycle through {start}")  # a component always has one
 
 
-def test_the_graph_sees_module_and_function_level_imports_but_not_type_checking_ones():
+def test_the_graph_sees_runtime_imports_and_the_packages_they_run():
     source = ("import a.x\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import c\n"
               "def f():\n    from b import y, n\n    from . import z\n")
     modules = {"a", "a.x", "b", "b.y", "c", "p", "p.m", "p.z"}
-    assert imports_of("p.m", source, False, modules) == {"a.x", "b", "b.y", "p.z"}
+    assert imports_of("p.m", source, False, modules) == {"a.x", "b", "b.y", "p", "p.z"}
     assert "apps.webhooks.models" in import_graph()["apps.webhooks.services.queue.worker"]
 
 

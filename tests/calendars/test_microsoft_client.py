@@ -10,7 +10,7 @@ import responses
 from django.utils import timezone
 
 from apps.calendars.models import CalendarAccount
-from apps.calendars.providers import get_client
+from apps.calendars.providers.clients import get_client
 from apps.calendars.providers.errors import (
     AuthRevoked,
     BadEvent,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from apps.calendars.models import CalendarAccount
-from apps.calendars.providers import get_client
+from apps.calendars.providers.clients import get_client
 from apps.calendars.providers.errors import CursorExpired, RateLimited
 from tests.support.sandbox import Writer
 

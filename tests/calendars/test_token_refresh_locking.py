@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.calendars.models import CalendarAccount
-from apps.calendars.providers import get_client
+from apps.calendars.providers.clients import get_client
 
 pytestmark = pytest.mark.django_db(transaction=True)  # refreshes in their own threads
 

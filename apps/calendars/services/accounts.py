@@ -15,8 +15,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.calendars.models import Calendar, CalendarAccount, Provider
-from apps.calendars.providers import get_client, oauth
+from apps.calendars.providers import oauth
 from apps.calendars.providers.base import RemoteCalendar
+from apps.calendars.providers.clients import get_client
 from apps.calendars.providers.errors import ClientError
 
 log = logging.getLogger(__name__)

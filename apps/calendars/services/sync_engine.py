@@ -28,8 +28,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.calendars.models import Calendar, CalendarAccount, Event, SkippedEvent
-from apps.calendars.providers import get_client
 from apps.calendars.providers.base import ChangePage, EventChange, ProviderClient
+from apps.calendars.providers.clients import get_client
 from apps.calendars.providers.errors import (
     AuthRevoked,
     BadEvent,

@@ -69,7 +69,7 @@ def current_slot(now: datetime | None = None) -> datetime:
 
 
 def _key(name: str) -> int:
-    return zlib.crc32(name.encode())  # stable across processes, unlike hash()
+    return zlib.crc32(name.encode())  # the same in every process (the built-in hashing is salted)
 
 
 @contextmanager

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, connection, transaction
@@ -29,6 +28,7 @@ from apps.webhooks.models import SubscriptionQuerySet, WebhookNotification, Webh
 from apps.webhooks.services.queue.wakeup import NOTIFY_CHANNEL
 from apps.webhooks.services.receiving.store_statement import (
     SWITCHED_OFF_ERROR,
+    NewNotification,
     batch_params,
     execute_store,
     execute_store_batch,
@@ -46,19 +46,6 @@ NOTIFY_MIN_INTERVAL_SECONDS = 0.05
 # last_message_number only, or nothing.
 LAST_HEARD_RESOLUTION_SECONDS = 60
 _notify_gate = TTLCache(max_entries=1)
-
-
-@dataclass
-class NewNotification:
-    """One notification the receiver validated and wants queued."""
-
-    subscription: WebhookSubscription
-    kind: str  # WebhookNotification.Kind
-    resource_state: str
-    dedup_key: str
-    message_number: int | None = None
-    headers: dict = field(default_factory=dict)
-    payload: dict = field(default_factory=dict)
 
 
 # Only what authentication and the status check need.

@@ -13,8 +13,8 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import ProgrammingError, connection
@@ -22,8 +22,18 @@ from django.db import ProgrammingError, connection
 from apps.webhooks.models import SubscriptionQuerySet, WebhookNotification, WebhookSubscription
 from apps.webhooks.services.queue.wakeup import NOTIFY_CHANNEL
 
-if TYPE_CHECKING:
-    from apps.webhooks.services.receiving.ingest import NewNotification
+
+@dataclass
+class NewNotification:
+    """One notification the receiver validated and wants queued."""
+
+    subscription: WebhookSubscription
+    kind: str  # WebhookNotification.Kind
+    resource_state: str
+    dedup_key: str
+    message_number: int | None = None
+    headers: dict = field(default_factory=dict)
+    payload: dict = field(default_factory=dict)
 
 
 _fast_sql: dict[tuple[bool, bool], str] = {}

@@ -28,7 +28,7 @@ from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
 from apps.calendars.models import CalendarAccount
-from apps.calendars.providers import get_client
+from apps.calendars.providers.clients import get_client
 from apps.calendars.providers.errors import (
     AuthRevoked,
     NotFound,

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.calendars.models import Calendar, CalendarAccount
-from apps.calendars.providers import get_client
+from apps.calendars.providers.clients import get_client
 from apps.calendars.providers.errors import AuthRevoked, NotFound, ProviderError
 from apps.calendars.services.accounts import mark_reauth_required
 from apps.webhooks.models import SubscriptionQuerySet, WebhookSubscription

@@ -17,7 +17,7 @@ import logging
 from django.utils import timezone
 
 from apps.calendars.models import Calendar
-from apps.calendars.providers import get_client
+from apps.calendars.providers.clients import get_client
 from apps.calendars.providers.errors import (
     AuthRevoked,
     ClientError,
