@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from apps.calendars.services.sync_engine import sync_calendar
 from apps.monitoring.models import ProviderApiCall
-from apps.webhooks.models import WebhookNotification, WebhookSubscription, WorkerHeartbeat
+from apps.webhooks.models import WebhookNotification, WorkerHeartbeat
 from bench.support import free_port, wait_http
-from tests.support.factories import connect_account
+from tests.support.factories import connect_account, synced_and_subscribed
 from tests.support.processes import Processes, child_env
 from tests.support.sandbox import (
     Writer,
@@ -127,8 +126,6 @@ def test_every_calendar_converges_under_faults(sandbox, user, settings, tmp_path
 
 
 def _connect_and_subscribe(sandbox, user):
-    from apps.webhooks.services.subscriptions.renewal import create_subscription
-
     calendars, targets = [], []
     for provider in ("google", "microsoft"):
         for n in (1, 2):
@@ -136,9 +133,7 @@ def _connect_and_subscribe(sandbox, user):
                                               f"{provider}{n}@example.com", calendars=2)
             writer = Writer(sandbox.url, remote)
             for calendar in cals:
-                assert sync_calendar(calendar).ok
-                sub = create_subscription(calendar)
-                assert sub.status == WebhookSubscription.Status.ACTIVE, sub.last_error
+                synced_and_subscribed(calendar)
                 calendars.append(calendar)
                 targets.append((writer, calendar.provider_calendar_id))
     return calendars, targets

@@ -20,9 +20,9 @@ import pytest
 import requests
 
 from apps.monitoring.models import Incident, JobRun
-from apps.webhooks.models import WebhookNotification, WebhookSubscription
+from apps.webhooks.models import WebhookNotification
 from bench.support import free_port, wait_http
-from tests.support.factories import connect_account
+from tests.support.factories import connect_account, synced_and_subscribed
 from tests.support.outages import private_database
 from tests.support.processes import ROOT, child_env
 from tests.support.sandbox import (
@@ -133,9 +133,6 @@ def test_two_hosts_survive_losing_one_and_a_database_restart(sandbox, user, sett
 
 
 def _fifty_calendars(sandbox, user, settings, hosts) -> tuple[list, list]:
-    from apps.calendars.services.sync_engine import sync_calendar
-    from apps.webhooks.services.subscriptions.renewal import create_subscription
-
     calendars, targets = [], []
     for n in range(25):
         provider = "google" if n % 2 else "microsoft"
@@ -145,9 +142,7 @@ def _fifty_calendars(sandbox, user, settings, hosts) -> tuple[list, list]:
         for calendar in cals:
             # Half the channels deliver to each host (a load balancer's share).
             settings.WEBHOOK_BASE_URL = hosts[len(calendars) % 2].url
-            assert sync_calendar(calendar).ok
-            sub = create_subscription(calendar)
-            assert sub.status == WebhookSubscription.Status.ACTIVE, sub.last_error
+            synced_and_subscribed(calendar)
             calendars.append(calendar)
             targets.append((writer, calendar.provider_calendar_id))
     return calendars, targets

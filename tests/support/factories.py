@@ -53,6 +53,18 @@ def _local_rows(user, remote: RemoteAccount) -> tuple:
                                           strict=True)]
 
 
+def synced_and_subscribed(calendar):
+    """A first full sync, then a live push channel for ``calendar``, as onboarding does."""
+    from apps.calendars.services.sync_engine import sync_calendar
+    from apps.webhooks.models import WebhookSubscription
+    from apps.webhooks.services.subscriptions.renewal import create_subscription
+
+    assert sync_calendar(calendar).ok
+    subscription = create_subscription(calendar)
+    assert subscription.status == WebhookSubscription.Status.ACTIVE, subscription.last_error
+    return subscription
+
+
 def make_microsoft_calendar(user):
     """An Outlook calendar with tokens in place (no sandbox account behind it)."""
     from apps.calendars.models import Calendar, CalendarAccount
