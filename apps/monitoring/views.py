@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET
 
 from apps.monitoring import metrics
 from apps.monitoring.charts import dashboard_charts
-from apps.monitoring.services import dashboard, operator_view
+from apps.monitoring.services import dashboard, operator_view, rollups
 from apps.monitoring.services.health_document import get_system_health
 from apps.monitoring.slo_panel import slo_context
 
@@ -78,7 +78,7 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
             ops=operator_view.sections(health_doc),
             distribution=dashboard.subscription_distribution(),
             expiring=dashboard.expiring_soon(),
-            slowest=dashboard.slowest_calendars(),
+            slowest=rollups.slowest_calendars(),
         )
         context.update(slo_context(health_doc, trends))
     except DatabaseError:

@@ -9,7 +9,6 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apps.calendars.models import CalendarAccount
 from apps.monitoring.models import AutoFallback, HealthSnapshot, Incident, ProviderApiCall
 from apps.webhooks.services.subscriptions.flags import set_runtime_switch
 from tests.support.browser import chromium, in_chromium, signed_in
@@ -84,7 +83,7 @@ def test_the_page_lists_what_is_broken_with_admin_links(staff_client, settings):
 @in_chromium
 def test_the_3am_sections_render_in_chromium_without_console_errors(live_server, staff_user,
                                                                    tmp_path):
-    a_bad_night()
+    night = a_bad_night()
     url = signed_in(live_server, staff_user, PAGE)
     run = chromium(tmp_path / "profile", url, "--dump-dom")
     assert run.returncode == 0, run.stderr[-2000:]
@@ -94,4 +93,6 @@ def test_the_3am_sections_render_in_chromium_without_console_errors(live_server,
                     "fallback-calendars", "resolved-incidents"):
         assert f'id="{section}"' in dom, section
     assert "HTTP 500 backend error" in dom and "Polled by hand" in dom
-    assert CalendarAccount.objects.filter(status="reauth_required").count() == 1
+    reauth = dom[dom.index('id="reauth-accounts"'):]
+    assert "Accounts needing re-authorization (1)" in reauth
+    assert night["revoked"].email in reauth[:reauth.index("</section>")]

@@ -51,7 +51,7 @@ def test_the_slowest_calendars_are_those_with_the_slowest_hours():
         sli.record_calendar(slow.pk, "google", 2, 900, T0 - timedelta(hours=5))
         sli.record_calendar(slow.pk, "google", 2, 100, T0 - timedelta(hours=5))
         sli.record_calendar(slow.pk, "google", 1, 4000, T0 - timedelta(hours=30))  # too old
-        rows = dashboard.slowest_calendars()
+        rows = rollups.slowest_calendars()
     assert [(r["calendar"], r["average_processing_time_ms"], r["max_processing_time_ms"],
              r["notifications"]) for r in rows] == [("Slow", 500.0, 900, 4),
                                                    ("Quick", 50.0, 50, 10)]

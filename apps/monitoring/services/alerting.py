@@ -261,10 +261,13 @@ class RowStore:
         changes = {f: getattr(new, f) for f in ("level", "title", "message", "clear_since")}
         if not step.catch_up:  # escalated or repeated: claim the broadcast
             changes |= {"notified_level": new.notified_level,
-                        "last_notified_at": new.last_notified_at}
+                        "last_notified_at": new.last_notified_at,
+                        # Looked up only for a message being sent (a catch-up resends the
+                        # details of the broadcast it missed): no queries per open incident
+                        # on every check.
+                        "details": _details(alert)}
             rows = rows.filter(notified_level=incident.notified_level,
                                last_notified_at=incident.last_notified_at)
-        changes["details"] = _details(alert)
         if not rows.update(**changes):
             return None
         for name, value in changes.items():

@@ -88,7 +88,7 @@ def subscription_distribution() -> dict:
             "by_provider_and_status": matrix}
 
 
-def _incident(incident: Incident) -> dict:
+def incident_summary(incident: Incident) -> dict:
     return {"key": incident.key, "level": incident.level, "title": incident.title,
             "message": incident.message, "opened_at": incident.opened_at,
             "last_notified_at": incident.last_notified_at,
@@ -121,7 +121,7 @@ def recent_activity(now: datetime | None = None) -> dict:
             {**{k: v for k, v in row.items() if k != "subscription__calendar__name"},
              "calendar": row["subscription__calendar__name"]} for row in latest
         ],
-        "recent_incidents": [_incident(i) for i in incidents],
+        "recent_incidents": [incident_summary(i) for i in incidents],
     }
 
 
@@ -138,9 +138,6 @@ def expiring_soon(now: datetime | None = None, limit: int = 20) -> list[dict]:
              "account": r["calendar__calendar_account__email"]} for r in rows]
 
 
-def slowest_calendars(now: datetime | None = None, limit: int = 10) -> list[dict]:
-    """Calendars by processing time over 24 h (from the per-calendar hourly rollups)."""
-    return rollups.slowest_calendars(now, limit)
 
 
 def dashboard_document(health: dict) -> dict:

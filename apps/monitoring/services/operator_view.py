@@ -14,6 +14,7 @@ from django.utils import timezone
 from apps.calendars.models import Calendar, CalendarAccount
 from apps.monitoring.models import HealthSnapshot, Incident
 from apps.monitoring.services.alert_content import admin_path
+from apps.monitoring.services.dashboard import incident_summary
 from apps.webhooks.models import WebhookSubscription
 
 LIST_LIMIT = 50
@@ -44,16 +45,13 @@ def reauth_accounts(limit: int = LIST_LIMIT) -> dict:
 
 
 def _incident_row(incident: Incident) -> dict:
-    return {"key": incident.key, "level": incident.level, "title": incident.title,
-            "message": incident.message, "opened_at": incident.opened_at,
-            "last_notified_at": incident.last_notified_at,
-            "resolved_at": incident.resolved_at, "url": admin_path(incident)}
+    return {**incident_summary(incident), "url": admin_path(incident)}
 
 
 def incidents(now: datetime | None = None) -> dict:
     """Open incidents (critical first) and those resolved in the last RESOLVED_DAYS."""
     now = now or timezone.now()
-    open_rows = Incident.objects.filter(resolved_at__isnull=True).order_by("-level", "opened_at")
+    open_rows = Incident.objects.open().order_by("-level", "opened_at")
     resolved = (Incident.objects.filter(resolved_at__gte=now - timedelta(days=RESOLVED_DAYS))
                 .order_by("-resolved_at"))
     return {"open": [_incident_row(i) for i in open_rows],
